@@ -1,0 +1,352 @@
+//! A whole geoul cluster in one process under turmoil: K real `Node`s (membership
+//! and transport code unchanged) on a simulated network with simulated time.
+//!
+//! Owns: host set-up, fault injection (crash, restart, partition, heal, loss,
+//! latency) and observation of every node's view and `watch()` events. Does not
+//! own: the invariants (tests state them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use geoul_membership::{MemberState, MembershipConfig, MembershipEvent, Snapshot};
+use geoul_node::{Node, NodeParams};
+use geoul_transport::ClusterSecret;
+
+use crate::net::{Loss, SimNet};
+
+/// Cluster port every simulated node binds (each host has its own IP).
+pub const SIM_PORT: u16 = 7000;
+
+/// Events kept per node; older ones are dropped (tests look at recent history).
+const EVENTS_KEPT_MAX: usize = 10_000;
+
+/// Shape of a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Number of nodes, named `node-1` … `node-K`.
+    pub nodes: usize,
+    /// Detector settings of every node.
+    pub membership: MembershipConfig,
+    /// Simulated time per step. Timers resolve to this granularity.
+    pub tick: Duration,
+    /// Upper bound of one-way message latency (turmoil draws below it).
+    pub max_latency: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 5,
+            membership: MembershipConfig::default(),
+            tick: Duration::from_millis(2),
+            max_latency: Duration::from_millis(5),
+        }
+    }
+}
+
+/// What the test can see of each node.
+#[derive(Default)]
+struct Observed {
+    views: BTreeMap<String, Arc<Snapshot>>,
+    events: BTreeMap<String, Vec<MembershipEvent>>,
+    generations: BTreeMap<String, u64>,
+}
+
+type Shared = Arc<Mutex<Observed>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Observed> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A simulated cluster under one seed.
+pub struct SimCluster<'a> {
+    sim: turmoil::Sim<'a>,
+    names: Vec<String>,
+    running: BTreeSet<String>,
+    observed: Shared,
+    loss: Arc<Loss>,
+}
+
+impl<'a> SimCluster<'a> {
+    /// Builds the cluster; nodes start on the first step.
+    pub fn new(seed: u64, options: SimOptions) -> Self {
+        crate::init_logging();
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(seed)
+            .tick_duration(options.tick)
+            .simulation_duration(Duration::from_secs(24 * 3600))
+            .min_message_latency(Duration::from_micros(100))
+            .max_message_latency(options.max_latency)
+            .build();
+        let names: Vec<String> = (1..=options.nodes).map(|i| format!("node-{i}")).collect();
+        let observed = Shared::default();
+        let loss = Loss::new(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let secret = match ClusterSecret::from_bytes(b"simulation-cluster-secret-0123456789") {
+            Ok(secret) => secret,
+            Err(e) => panic!("literal secret is valid: {e}"),
+        };
+        for (index, name) in names.iter().enumerate() {
+            let host = HostSpec {
+                name: name.clone(),
+                peers: names.clone(),
+                secret: secret.clone(),
+                membership: options.membership.clone(),
+                rng_seed: seed.wrapping_mul(31).wrapping_add(index as u64),
+                observed: observed.clone(),
+                loss: loss.clone(),
+            };
+            sim.host(name.as_str(), move || host.clone().run());
+        }
+        let running = names.iter().cloned().collect();
+        Self {
+            sim,
+            names,
+            running,
+            observed,
+            loss,
+        }
+    }
+
+    /// Node names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Simulated time since start.
+    pub fn elapsed(&self) -> Duration {
+        self.sim.elapsed()
+    }
+
+    /// Advances simulated time by `d`.
+    pub fn run_for(&mut self, d: Duration) -> Result<(), String> {
+        let until = self.sim.elapsed() + d;
+        while self.sim.elapsed() < until {
+            self.sim
+                .step()
+                .map_err(|e| format!("simulation failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Advances until `pred` holds (checked every 10 ms of simulated time) or
+    /// `limit` passes; returns how long it took.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Self) -> bool,
+    ) -> Result<Duration, String> {
+        let start = self.sim.elapsed();
+        loop {
+            if pred(self) {
+                return Ok(self.sim.elapsed() - start);
+            }
+            if self.sim.elapsed() - start > limit {
+                return Err(format!(
+                    "timed out after {limit:?} waiting for: {what}\n{}",
+                    self.describe()
+                ));
+            }
+            self.run_for(Duration::from_millis(10))?;
+        }
+    }
+
+    /// Kills a node (no leave, no flush: like `kill -9`).
+    pub fn crash(&mut self, name: &str) {
+        self.sim.crash(name);
+        self.running.remove(name);
+        lock(&self.observed).views.remove(name);
+    }
+
+    /// Starts a crashed node again, with a higher generation.
+    pub fn restart(&mut self, name: &str) {
+        self.sim.bounce(name);
+        self.running.insert(name.to_string());
+    }
+
+    /// Cuts every link between the two groups.
+    pub fn partition(&self, a: &[&str], b: &[&str]) {
+        for x in a {
+            for y in b {
+                self.sim.partition(*x, *y);
+            }
+        }
+    }
+
+    /// Restores every link between the two groups.
+    pub fn heal(&self, a: &[&str], b: &[&str]) {
+        for x in a {
+            for y in b {
+                self.sim.repair(*x, *y);
+            }
+        }
+    }
+
+    /// Drops each gossip datagram with probability `rate` from now on.
+    pub fn set_loss(&self, rate: f64) {
+        self.loss.set_rate(rate);
+    }
+
+    /// Names of running nodes.
+    pub fn running(&self) -> Vec<String> {
+        self.running.iter().cloned().collect()
+    }
+
+    /// How `observer` currently sees `member` (None if unknown or not running).
+    pub fn state_seen_by(&self, observer: &str, member: &str) -> Option<MemberState> {
+        let observed = lock(&self.observed);
+        observed
+            .views
+            .get(observer)
+            .and_then(|s| s.view.members.get(member))
+            .map(|m| m.state)
+    }
+
+    /// The incarnation `observer` knows for `member`.
+    pub fn incarnation_seen_by(&self, observer: &str, member: &str) -> Option<u64> {
+        let observed = lock(&self.observed);
+        observed
+            .views
+            .get(observer)
+            .and_then(|s| s.view.members.get(member))
+            .map(|m| m.incarnation)
+    }
+
+    /// Whether every running node other than `member` sees it in `state`.
+    pub fn all_others_see(&self, member: &str, state: MemberState) -> bool {
+        self.running
+            .iter()
+            .filter(|o| o.as_str() != member)
+            .all(|o| self.state_seen_by(o, member) == Some(state))
+    }
+
+    /// Whether every running node sees exactly the running nodes alive.
+    pub fn converged(&self) -> bool {
+        self.running.iter().all(|o| {
+            self.names.iter().all(|m| {
+                let seen = self.state_seen_by(o, m);
+                if self.running.contains(m) {
+                    seen == Some(MemberState::Alive)
+                } else {
+                    seen != Some(MemberState::Alive) && seen != Some(MemberState::Suspect)
+                }
+            })
+        })
+    }
+
+    /// Every (observer, member) pair where a running member is seen dead or left.
+    pub fn false_deaths(&self) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for o in &self.running {
+            for m in &self.running {
+                if matches!(
+                    self.state_seen_by(o, m),
+                    Some(MemberState::Dead | MemberState::Left)
+                ) {
+                    found.push((o.clone(), m.clone()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Events `observer`'s `watch()` stream delivered (current life only).
+    pub fn events(&self, observer: &str) -> Vec<MembershipEvent> {
+        lock(&self.observed)
+            .events
+            .get(observer)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every node's view, one line per observer, for failure messages.
+    pub fn describe(&self) -> String {
+        let observed = lock(&self.observed);
+        let mut out = format!("t={:?}\n", self.sim.elapsed());
+        for (name, snap) in &observed.views {
+            let states: Vec<String> = snap
+                .view
+                .members
+                .values()
+                .map(|m| format!("{}={}#{}", m.id.name, m.state, m.incarnation))
+                .collect();
+            out.push_str(&format!(
+                "  {name} (health {}): {}\n",
+                snap.local_health_score,
+                states.join(" ")
+            ));
+        }
+        out
+    }
+}
+
+#[derive(Clone)]
+struct HostSpec {
+    name: String,
+    peers: Vec<String>,
+    secret: ClusterSecret,
+    membership: MembershipConfig,
+    rng_seed: u64,
+    observed: Shared,
+    loss: Arc<Loss>,
+}
+
+impl HostSpec {
+    async fn run(self) -> Result<(), Box<dyn std::error::Error>> {
+        let generation = {
+            let mut observed = lock(&self.observed);
+            let g = observed.generations.entry(self.name.clone()).or_insert(0);
+            *g += 1;
+            let g = *g;
+            observed.events.insert(self.name.clone(), Vec::new());
+            g
+        };
+        let addr_of = |name: &str| SocketAddr::new(turmoil::lookup(name), SIM_PORT);
+        let advertise = addr_of(&self.name);
+        let seeds = self
+            .peers
+            .iter()
+            .filter(|p| **p != self.name)
+            .map(|p| addr_of(p))
+            .collect();
+        let params = NodeParams {
+            name: self.name.clone(),
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SIM_PORT),
+            advertise,
+            admin: None,
+            seeds,
+            services: vec!["sim".to_string()],
+            membership: self.membership.clone(),
+            generation,
+            rng_seed: self.rng_seed.wrapping_add(generation << 32),
+        };
+        let node = Node::start(SimNet::new(self.loss.clone()), self.secret.clone(), params).await?;
+        let mut events = node.membership().watch();
+        let mut snapshots = node.membership().snapshots();
+        lock(&self.observed)
+            .views
+            .insert(self.name.clone(), node.membership().snapshot());
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    if let Ok(event) = event {
+                        let mut observed = lock(&self.observed);
+                        let log = observed.events.entry(self.name.clone()).or_default();
+                        if log.len() < EVENTS_KEPT_MAX {
+                            log.push(event);
+                        }
+                    }
+                }
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let snap = snapshots.borrow_and_update().clone();
+                    lock(&self.observed).views.insert(self.name.clone(), snap);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! geoul-sim: deterministic simulation of whole geoul clusters in one process.
+//!
+//! Real node code (membership, transport, wiring) runs on turmoil's simulated
+//! network and clock. A seed fixes every random choice — turmoil's scheduling and
+//! latencies, foca's probe order, injected datagram loss — so a failing seed
+//! reproduces exactly: `GEOUL_SIM_SEED=<seed> cargo test -p geoul-sim`.
+//! `GEOUL_SIM_SEEDS=<n>` sets how many seeds each test runs (soak runs use many).
+//! `GEOUL_SIM_LOG=debug` prints node logs.
+
+pub mod cluster;
+pub mod net;
+
+pub use cluster::{SimCluster, SimOptions};
+
+/// Seeds per test when `GEOUL_SIM_SEEDS` is unset: sized for CI on 2 cores.
+pub const DEFAULT_SEEDS: u64 = 10;
+
+/// The seeds a test should run: `GEOUL_SIM_SEED` alone if set, else
+/// `GEOUL_SIM_SEEDS` (default `default_count`) consecutive seeds from 1.
+pub fn seeds(default_count: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("GEOUL_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count = std::env::var("GEOUL_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_count);
+    (1..=count).collect()
+}
+
+/// Runs `scenario` for every seed; on failure panics with the seed and the command
+/// that reproduces it.
+pub fn check_seeds(test: &str, default_count: u64, scenario: impl Fn(u64) -> Result<(), String>) {
+    for seed in seeds(default_count) {
+        if let Err(e) = scenario(seed) {
+            panic!(
+                "{test} failed with seed {seed}: {e}\nreproduce: GEOUL_SIM_SEED={seed} cargo test -p geoul-sim --test membership {test}"
+            );
+        }
+    }
+}
+
+/// Installs a log subscriber once if `GEOUL_SIM_LOG` is set.
+pub fn init_logging() {
+    if let Ok(level) = std::env::var("GEOUL_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,120 @@
+//! `geoul node`: validate config, open the data dir, run until SIGTERM/SIGINT, leave.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use geoul_node::config::{LogFormat, SecretSource, SECRET_ENV};
+use geoul_node::data_dir::DataDir;
+use geoul_node::{Node, NodeConfig, NodeParams, RawConfig};
+use geoul_transport::{ClusterSecret, TokioNet};
+
+use crate::cli::NodeArgs;
+use crate::Failure;
+
+fn flags(args: &NodeArgs) -> Result<RawConfig, Failure> {
+    let log_format = match args.log_format.as_deref() {
+        None => None,
+        Some("json") => Some(LogFormat::Json),
+        Some(_) => Some(LogFormat::Human),
+    };
+    Ok(RawConfig {
+        name: args.name.clone(),
+        bind: args.bind.clone(),
+        advertise: args.advertise.clone(),
+        admin: args.admin.clone(),
+        seeds: args.seeds.clone(),
+        data_dir: args.data_dir.clone(),
+        cluster_secret_file: args.cluster_secret_file.clone(),
+        services: args.services.clone(),
+        log_format,
+        membership: None,
+    })
+}
+
+/// Validated config and secret, or a usage failure naming the field.
+fn load(args: &NodeArgs) -> Result<(NodeConfig, ClusterSecret), Failure> {
+    let usage = |e: geoul_node::ConfigError| Failure::Usage(e.to_string());
+    let file = match &args.config {
+        Some(path) => RawConfig::from_file(path).map_err(usage)?,
+        None => RawConfig::default(),
+    };
+    let raw = file.overlay(flags(args)?);
+    let env_secret = std::env::var(SECRET_ENV).ok();
+    let config = NodeConfig::resolve(raw, env_secret.is_some()).map_err(usage)?;
+    let secret = match &config.secret_source {
+        SecretSource::File(path) => ClusterSecret::load_file(path)
+            .map_err(|e| Failure::Usage(format!("invalid config: cluster_secret_file: {e}")))?,
+        SecretSource::Env => {
+            ClusterSecret::from_bytes(env_secret.unwrap_or_default().as_bytes())
+                .map_err(|e| Failure::Usage(format!("invalid config: {SECRET_ENV}: {e}")))?
+        }
+    };
+    Ok((config, secret))
+}
+
+pub fn run(args: NodeArgs) -> Result<(), Failure> {
+    let (config, secret) = load(&args)?;
+    crate::logging::init(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config, secret))?;
+    Ok(())
+}
+
+async fn serve(config: NodeConfig, secret: ClusterSecret) -> anyhow::Result<()> {
+    let unix_seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let data_dir = DataDir::open(&config.data_dir, unix_seconds)?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .with_context(|| format!("admin: cannot bind {}", config.admin))?;
+    let params = NodeParams {
+        name: config.name.clone(),
+        bind: config.bind,
+        advertise: config.advertise,
+        admin: Some(config.admin),
+        seeds: config.seeds.clone(),
+        services: config.services.clone(),
+        membership: config.membership.clone(),
+        generation: data_dir.generation(),
+        rng_seed: rand::random(),
+    };
+    let node = Arc::new(Node::start(TokioNet, secret, params).await?);
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(geoul_node::admin::serve(
+        admin_listener,
+        node.clone(),
+        async move {
+            let _ = admin_stopped.await;
+        },
+    ));
+    tracing::info!(admin = %config.admin, data_dir = %data_dir.path().display(), "serving");
+    wait_for_stop_signal().await?;
+    tracing::info!("stop requested; leaving the cluster");
+    let _ = stop_admin.send(());
+    if let Ok(Err(e)) = admin_task.await {
+        tracing::warn!(error = %e, "admin server error");
+    }
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.shutdown().await,
+        Err(_) => tracing::warn!("node still referenced at shutdown; exiting without leave"),
+    }
+    drop(data_dir);
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
