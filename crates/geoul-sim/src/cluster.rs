@@ -10,9 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use geoul_membership::{MemberState, MembershipConfig, MembershipEvent, Snapshot};
+use geoul_membership::{MemberState, MembershipConfig, MembershipEvent, ServiceHealth, Snapshot};
 use geoul_node::{Node, NodeParams};
 use geoul_transport::ClusterSecret;
+use tokio::sync::mpsc;
 
 use crate::net::{Loss, SimNet};
 
@@ -46,12 +47,22 @@ impl Default for SimOptions {
     }
 }
 
-/// What the test can see of each node.
+/// Commands queued to one simulated node.
+const HOST_COMMANDS_MAX: usize = 16;
+
+/// Something the test asks a running node to do.
+#[derive(Debug)]
+enum HostCommand {
+    SetHealth(String, ServiceHealth),
+}
+
+/// What the test can see of each node, and how it reaches them.
 #[derive(Default)]
 struct Observed {
     views: BTreeMap<String, Arc<Snapshot>>,
     events: BTreeMap<String, Vec<MembershipEvent>>,
     generations: BTreeMap<String, u64>,
+    commands: BTreeMap<String, mpsc::Sender<HostCommand>>,
 }
 
 type Shared = Arc<Mutex<Observed>>;
@@ -157,7 +168,9 @@ impl<'a> SimCluster<'a> {
     pub fn crash(&mut self, name: &str) {
         self.sim.crash(name);
         self.running.remove(name);
-        lock(&self.observed).views.remove(name);
+        let mut observed = lock(&self.observed);
+        observed.views.remove(name);
+        observed.commands.remove(name);
     }
 
     /// Starts a crashed node again, with a higher generation.
@@ -234,6 +247,38 @@ impl<'a> SimCluster<'a> {
                 }
             })
         })
+    }
+
+    /// Makes `node` report `health` for `service` (every node hosts "sim").
+    pub fn set_service_health(
+        &self,
+        node: &str,
+        service: &str,
+        health: ServiceHealth,
+    ) -> Result<(), String> {
+        let observed = lock(&self.observed);
+        let tx = observed
+            .commands
+            .get(node)
+            .ok_or_else(|| format!("{node} is not running"))?;
+        tx.try_send(HostCommand::SetHealth(service.to_string(), health))
+            .map_err(|e| format!("{node} command queue: {e}"))
+    }
+
+    /// The health of `service` on `member`, as gossiped to `observer`.
+    pub fn service_health_seen_by(
+        &self,
+        observer: &str,
+        member: &str,
+        service: &str,
+    ) -> Option<ServiceHealth> {
+        let observed = lock(&self.observed);
+        observed
+            .views
+            .get(observer)
+            .and_then(|s| s.view.members.get(member))
+            .and_then(|m| m.meta.as_ref())
+            .and_then(|meta| meta.services.get(service).cloned())
     }
 
     /// Every (observer, member) pair where a running member is seen dead or left.
@@ -325,11 +370,21 @@ impl HostSpec {
         let node = Node::start(SimNet::new(self.loss.clone()), self.secret.clone(), params).await?;
         let mut events = node.membership().watch();
         let mut snapshots = node.membership().snapshots();
-        lock(&self.observed)
-            .views
-            .insert(self.name.clone(), node.membership().snapshot());
+        let (tx, mut commands) = mpsc::channel(HOST_COMMANDS_MAX);
+        {
+            let mut observed = lock(&self.observed);
+            observed.commands.insert(self.name.clone(), tx);
+            observed
+                .views
+                .insert(self.name.clone(), node.membership().snapshot());
+        }
         loop {
             tokio::select! {
+                Some(command) = commands.recv() => match command {
+                    HostCommand::SetHealth(service, health) => {
+                        node.membership().set_service_health(&service, health).await?;
+                    }
+                },
                 event = events.recv() => {
                     if let Ok(event) = event {
                         let mut observed = lock(&self.observed);

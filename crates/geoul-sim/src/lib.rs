@@ -13,7 +13,7 @@ pub mod net;
 pub use cluster::{SimCluster, SimOptions};
 
 /// Seeds per test when `GEOUL_SIM_SEEDS` is unset: sized for CI on 2 cores.
-pub const DEFAULT_SEEDS: u64 = 10;
+pub const DEFAULT_SEEDS: u64 = 50;
 
 /// The seeds a test should run: `GEOUL_SIM_SEED` alone if set, else
 /// `GEOUL_SIM_SEEDS` (default `default_count`) consecutive seeds from 1.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use geoul_membership::{MemberState, MembershipEvent};
+use geoul_membership::{MemberState, MembershipEvent, ServiceHealth};
 use geoul_sim::{check_seeds, SimCluster, SimOptions, DEFAULT_SEEDS};
 
 const CONVERGE_LIMIT: Duration = Duration::from_secs(20);
@@ -187,4 +187,89 @@ fn isolated_node_rejoins_by_itself_after_heal() {
             no_false_deaths(&c)
         },
     );
+}
+
+#[test]
+fn service_health_is_gossiped_without_changing_liveness() {
+    check_seeds(
+        "service_health_is_gossiped_without_changing_liveness",
+        DEFAULT_SEEDS,
+        |seed| {
+            let mut c = converged_cluster(seed)?;
+            let sick = ServiceHealth::Unhealthy("disk full".into());
+            c.set_service_health("node-2", "sim", sick.clone())?;
+            c.run_until(
+                Duration::from_secs(5),
+                "all see node-2's sim service unhealthy",
+                |c| {
+                    c.running().iter().all(|o| {
+                        c.service_health_seen_by(o, "node-2", "sim").as_ref() == Some(&sick)
+                    })
+                },
+            )?;
+            if !c.all_others_see("node-2", MemberState::Alive) {
+                return Err(format!(
+                    "an unhealthy service changed liveness\n{}",
+                    c.describe()
+                ));
+            }
+            for observer in c.running().iter().filter(|o| *o != "node-2") {
+                let notified = c.events(observer).iter().any(|e| {
+                matches!(e, MembershipEvent::MetaChanged { member } if member.id.name == "node-2")
+            });
+                if !notified {
+                    return Err(format!(
+                        "{observer}'s watch() did not report node-2's health change"
+                    ));
+                }
+            }
+            c.set_service_health("node-2", "sim", ServiceHealth::Healthy)?;
+            c.run_until(Duration::from_secs(5), "recovery is gossiped too", |c| {
+                c.running().iter().all(|o| {
+                    c.service_health_seen_by(o, "node-2", "sim") == Some(ServiceHealth::Healthy)
+                })
+            })?;
+            Ok(())
+        },
+    );
+}
+
+/// The same seed must replay the same history: that is what makes a failing seed
+/// worth reporting.
+#[test]
+fn a_seed_reproduces_the_same_history() {
+    fn history(seed: u64) -> Result<Vec<String>, String> {
+        let mut c = converged_cluster(seed)?;
+        let mut trace = vec![format!("converged at {:?}", c.elapsed())];
+        c.set_loss(0.05);
+        c.crash("node-2");
+        let took = c.run_until(Duration::from_secs(10), "node-2 dead", |c| {
+            c.all_others_see("node-2", MemberState::Dead)
+        })?;
+        trace.push(format!("dead after {took:?}"));
+        c.restart("node-2");
+        c.run_until(
+            Duration::from_secs(15),
+            "node-2 back",
+            SimCluster::converged,
+        )?;
+        trace.push(format!("back at {:?}", c.elapsed()));
+        for name in c.names().to_vec() {
+            for e in c.events(&name) {
+                trace.push(format!("{name}: {e:?}"));
+            }
+        }
+        Ok(trace)
+    }
+    check_seeds("a_seed_reproduces_the_same_history", 3, |seed| {
+        let first = history(seed)?;
+        let second = history(seed)?;
+        if first != second {
+            let at = first.iter().zip(&second).position(|(a, b)| a != b);
+            return Err(format!(
+                "histories differ (first difference at line {at:?})"
+            ));
+        }
+        Ok(())
+    });
 }

@@ -298,3 +298,42 @@ fn invalid_config_is_one_line_naming_the_field_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster_secret_file"));
 }
+
+#[test]
+fn status_command_prints_a_table_or_json_and_fails_cleanly() {
+    let c = Cluster::start(2);
+    let admin = c.node("node-1").admin_url();
+    let out = Command::new(GEOUL)
+        .args(["status", "--admin", &admin])
+        .output()
+        .expect("run geoul status");
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("NAME") && table.contains("STATE"), "{table}");
+    for name in ["node-1", "node-2"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(" alive ")),
+            "{name} alive row missing:\n{table}"
+        );
+    }
+    let out = Command::new(GEOUL)
+        .args(["status", "--json", "--admin", &admin])
+        .output()
+        .expect("run geoul status --json");
+    assert_eq!(out.status.code(), Some(0));
+    let report: geoul_node::StatusReport =
+        serde_json::from_slice(&out.stdout).expect("status --json is the /status document");
+    assert_eq!(report.node, "node-1");
+    assert_eq!(report.count("alive"), 2);
+    let dead_admin = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new(GEOUL)
+        .args(["status", "--admin", &dead_admin])
+        .output()
+        .expect("run geoul status");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+}
