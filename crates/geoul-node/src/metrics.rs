@@ -54,6 +54,11 @@ impl Collector for TransportCollector {
                 "Requests that hit their deadline",
                 &m.requests_timed_out,
             ),
+            (
+                "geoul_transport_connections_presumed_dead",
+                "Connections closed after a request timed out with no traffic from the peer",
+                &m.connections_presumed_dead,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));

@@ -37,15 +37,22 @@ pub enum FrameKind {
     ErrorResponse = 3,
     /// A message that expects no answer (its request id is ignored).
     OneWay = 4,
+    /// A liveness probe from the dialling side; the server answers `Pong` with the
+    /// same id without involving any handler.
+    Ping = 5,
+    /// The answer to a `Ping`.
+    Pong = 6,
 }
 
 impl FrameKind {
     /// Every kind, in wire-code order (handy for tests and exhaustive checks).
-    pub const ALL: [FrameKind; 4] = [
+    pub const ALL: [FrameKind; 6] = [
         FrameKind::Request,
         FrameKind::Response,
         FrameKind::ErrorResponse,
         FrameKind::OneWay,
+        FrameKind::Ping,
+        FrameKind::Pong,
     ];
 }
 
@@ -58,6 +65,8 @@ impl TryFrom<u8> for FrameKind {
             2 => Ok(FrameKind::Response),
             3 => Ok(FrameKind::ErrorResponse),
             4 => Ok(FrameKind::OneWay),
+            5 => Ok(FrameKind::Ping),
+            6 => Ok(FrameKind::Pong),
             other => Err(FrameError::UnknownKind(other)),
         }
     }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use geoul_membership::{MemberState, MembershipConfig, MembershipEvent, ServiceHealth, Snapshot};
+use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_node::{Node, NodeParams};
 use geoul_transport::ClusterSecret;
 use tokio::sync::mpsc;
@@ -54,7 +55,16 @@ const HOST_COMMANDS_MAX: usize = 16;
 #[derive(Debug)]
 enum HostCommand {
     SetHealth(String, ServiceHealth),
+    /// A `Ping` over the authenticated TCP transport; replies with the answering
+    /// node's name or the error.
+    Ping(
+        SocketAddr,
+        tokio::sync::oneshot::Sender<Result<String, String>>,
+    ),
 }
+
+/// How long a simulated ping may take before it counts as failed.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the test can see of each node, and how it reaches them.
 #[derive(Default)]
@@ -265,6 +275,33 @@ impl<'a> SimCluster<'a> {
             .map_err(|e| format!("{node} command queue: {e}"))
     }
 
+    /// Sends a `Ping` from `from` to `to` over the transport and runs the
+    /// simulation until it answers; returns the answering node's name.
+    pub fn ping(&mut self, from: &str, to: &str) -> Result<String, String> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let target = SocketAddr::new(self.sim.lookup(to), SIM_PORT);
+        {
+            let observed = lock(&self.observed);
+            let commands = observed
+                .commands
+                .get(from)
+                .ok_or_else(|| format!("{from} is not running"))?;
+            commands
+                .try_send(HostCommand::Ping(target, tx))
+                .map_err(|e| format!("{from} command queue: {e}"))?;
+        }
+        let limit = self.sim.elapsed() + PING_TIMEOUT * 2;
+        while self.sim.elapsed() < limit {
+            self.run_for(Duration::from_millis(5))?;
+            match rx.try_recv() {
+                Ok(result) => return result,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                Err(e) => return Err(format!("ping reply lost: {e}")),
+            }
+        }
+        Err("ping did not complete".to_string())
+    }
+
     /// The health of `service` on `member`, as gossiped to `observer`.
     pub fn service_health_seen_by(
         &self,
@@ -383,6 +420,20 @@ impl HostSpec {
                 Some(command) = commands.recv() => match command {
                     HostCommand::SetHealth(service, health) => {
                         node.membership().set_service_health(&service, health).await?;
+                    }
+                    HostCommand::Ping(to, reply) => {
+                        let transport = node.transport().clone();
+                        tokio::spawn(async move {
+                            let result = transport
+                                .request(to, PeerRequest::Ping.encode(), PING_TIMEOUT)
+                                .await
+                                .map_err(|e| e.to_string())
+                                .and_then(|bytes| {
+                                    PeerResponse::decode(&bytes).map_err(|e| e.to_string())
+                                })
+                                .map(|PeerResponse::Pong { name, .. }| name);
+                            let _ = reply.send(result);
+                        });
                     }
                 },
                 event = events.recv() => {

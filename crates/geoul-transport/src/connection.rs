@@ -50,6 +50,10 @@ struct Shared {
     stop: watch::Sender<bool>,
     metrics: Arc<TransportMetrics>,
     max_inflight: usize,
+    /// When the last frame arrived from the peer (or the connection opened).
+    last_frame_at: Mutex<Instant>,
+    /// Whether a liveness probe is under way (at most one at a time).
+    probing: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -100,14 +104,28 @@ impl Shared {
         Ok((id, rx))
     }
 
+    /// Whether nothing at all has arrived from the peer since `since`.
+    fn silent_since(&self, since: Instant) -> bool {
+        *self
+            .last_frame_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            <= since
+    }
+
     /// Routes a frame from the peer; `Err` means the peer broke the protocol.
     fn dispatch(&self, frame: Frame) -> Result<(), FrameKind> {
+        *self
+            .last_frame_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
         let result = match frame.kind {
             FrameKind::Response => Ok(frame.payload),
             FrameKind::ErrorResponse => Err(RequestError::Remote(
                 String::from_utf8_lossy(&frame.payload).into_owned(),
             )),
-            kind @ (FrameKind::Request | FrameKind::OneWay) => return Err(kind),
+            FrameKind::Pong => return Ok(()),
+            kind @ (FrameKind::Request | FrameKind::OneWay | FrameKind::Ping) => return Err(kind),
         };
         match self.lock().waiting.remove(&frame.request_id) {
             Some(waiter) => {
@@ -218,6 +236,8 @@ impl Connection {
             stop,
             metrics: Arc::clone(&metrics),
             max_inflight: config.max_inflight_requests_per_conn,
+            last_frame_at: Mutex::new(Instant::now()),
+            probing: std::sync::atomic::AtomicBool::new(false),
         });
         let open = OpenConnection::new(Arc::clone(&metrics));
         let writer_shared = Arc::clone(&shared);
@@ -255,13 +275,17 @@ impl Connection {
             timeout_ms: timeout_ms_until(deadline),
             payload,
         };
+        let sent_at = Instant::now();
         match timeout_at(deadline, self.outbound.send(frame)).await {
             Err(_) => return Err(self.timed_out()),
             Ok(Err(_)) => return Err(self.shared.close_reason()),
             Ok(Ok(())) => {}
         }
         match timeout_at(deadline, answer).await {
-            Err(_) => Err(self.timed_out()),
+            Err(_) => {
+                self.close_if_silent(sent_at);
+                Err(self.timed_out())
+            }
             Ok(Err(_)) => Err(self.shared.close_reason()),
             Ok(Ok(result)) => result,
         }
@@ -302,11 +326,52 @@ impl Connection {
         self.shared.close(why);
     }
 
+    /// A request timed out. If the peer sent nothing at all meanwhile, the path
+    /// may be dead (peer host gone without a FIN or RST, a partition that ate
+    /// segments) or the peer may just be slow: probe it with a `Ping`, and close
+    /// the connection only if that too goes unanswered, so the next request
+    /// redials instead of queueing behind a connection that will never answer.
+    fn close_if_silent(&self, sent_at: Instant) {
+        if !self.shared.silent_since(sent_at) || self.is_closed() {
+            return;
+        }
+        if self.shared.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let outbound = self.outbound.clone();
+        tokio::spawn(async move {
+            let probe_sent = Instant::now();
+            let ping = Frame {
+                kind: FrameKind::Ping,
+                request_id: 0,
+                timeout_ms: 0,
+                payload: Bytes::new(),
+            };
+            // A full outbound queue is itself a sign of a stuck path: the probe
+            // then just waits out its timeout like an unanswered ping.
+            let _ = outbound.try_send(ping);
+            tokio::time::sleep(LIVENESS_PROBE_TIMEOUT).await;
+            if shared.silent_since(probe_sent) && !*shared.stop.borrow() {
+                incr(&shared.metrics.connections_presumed_dead);
+                tracing::debug!(peer = %shared.peer, "peer silent through a request timeout and a ping; closing the connection");
+                shared.close(RequestError::ConnectionClosed);
+            }
+            shared.probing.store(false, Ordering::Release);
+        });
+    }
+
     fn timed_out(&self) -> RequestError {
         incr(&self.shared.metrics.requests_timed_out);
         RequestError::Timeout
     }
 }
+
+/// How long a liveness probe waits for any frame before the connection is
+/// presumed dead. A live peer answers a `Ping` from its reader without running
+/// any handler, so well under a second even when loaded; a dead path is then
+/// detected one second after the request that revealed it timed out.
+const LIVENESS_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Longest deadline honoured: a caller passing `Duration::MAX` means "no limit",
 /// which a year is, in practice, while keeping instant arithmetic from overflowing.

@@ -35,6 +35,9 @@ pub struct TransportMetrics {
     pub connect_failures: AtomicU64,
     /// Requests whose caller stopped waiting at its deadline.
     pub requests_timed_out: AtomicU64,
+    /// Outbound connections closed because a request timed out with nothing at
+    /// all received from the peer meanwhile (a silently dead path).
+    pub connections_presumed_dead: AtomicU64,
 }
 
 /// A point-in-time copy of [`TransportMetrics`].
@@ -52,6 +55,7 @@ pub struct MetricsSnapshot {
     pub connections_open: u64,
     pub connect_failures: u64,
     pub requests_timed_out: u64,
+    pub connections_presumed_dead: u64,
 }
 
 impl TransportMetrics {
@@ -70,6 +74,7 @@ impl TransportMetrics {
             connections_open: get(&self.connections_open),
             connect_failures: get(&self.connect_failures),
             requests_timed_out: get(&self.requests_timed_out),
+            connections_presumed_dead: get(&self.connections_presumed_dead),
         }
     }
 }

@@ -156,7 +156,18 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 let work = run_handler(Arc::clone(&ctx.handler), peer.clone(), frame, max_payload);
                 handlers.spawn(respond(work, responses.clone(), slot));
             }
-            kind @ (FrameKind::Response | FrameKind::ErrorResponse) => {
+            FrameKind::Ping => {
+                // A full queue means answers are flowing, which proves liveness
+                // as well as a Pong would; never block the reader for a probe.
+                let pong = Frame {
+                    kind: FrameKind::Pong,
+                    request_id: frame.request_id,
+                    timeout_ms: 0,
+                    payload: Bytes::new(),
+                };
+                let _ = responses.try_send(pong);
+            }
+            kind @ (FrameKind::Response | FrameKind::ErrorResponse | FrameKind::Pong) => {
                 incr(&ctx.metrics.protocol_errors);
                 tracing::warn!(peer = %peer.addr, ?kind, "closing connection: client sent a response frame");
                 return End::Abandon;

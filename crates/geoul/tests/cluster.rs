@@ -13,6 +13,24 @@ use support::{free_port, read_lines, write_secret, Cluster, GEOUL, WAIT};
 /// Default suspicion timeout of a node (MembershipConfig::default()).
 const SUSPICION: Duration = Duration::from_millis(500);
 
+/// Kills `geoul up` and the nodes it printed if the test fails midway.
+struct UpGuard {
+    up: std::process::Child,
+    pids: Vec<i32>,
+}
+
+impl Drop for UpGuard {
+    fn drop(&mut self) {
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+        for &pid in &self.pids {
+            // SAFETY: kill(2) on node processes this test saw started; a pid that
+            // already exited and was reaped by `up` is at worst an ESRCH.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 #[test]
 fn up_prints_one_line_per_node_and_every_node_sees_all_alive() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -29,7 +47,7 @@ fn up_prints_one_line_per_node_and_every_node_sees_all_alive() {
             break p;
         }
     };
-    let mut up = Command::new(GEOUL)
+    let up = Command::new(GEOUL)
         .args(["up", "--nodes", "3", "--base-port", &base.to_string()])
         .arg("--data-dir")
         .arg(dir.path())
@@ -37,9 +55,13 @@ fn up_prints_one_line_per_node_and_every_node_sees_all_alive() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn geoul up");
-    let lines = read_lines(&mut up, "node ", 3, WAIT);
+    let mut guard = UpGuard {
+        up,
+        pids: Vec::new(),
+    };
+    let lines = read_lines(&mut guard.up, "node ", 3, WAIT);
     assert_eq!(lines.len(), 3, "expected three node lines, got {lines:?}");
-    let mut pids = Vec::new();
+    let pids = &mut guard.pids;
     for line in &lines {
         // node <name> admin=http://127.0.0.1:<port> pid=<pid>
         let admin = line
@@ -72,14 +94,16 @@ fn up_prints_one_line_per_node_and_every_node_sees_all_alive() {
     assert!(err.contains("is taken"), "{err}");
     // Ctrl-C stops every node cleanly.
     // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
-    let status = up.wait().expect("up exits");
+    unsafe { libc::kill(guard.up.id() as i32, libc::SIGINT) };
+    let status = guard.up.wait().expect("up exits");
     assert_eq!(status.code(), Some(0));
-    for pid in pids {
+    for &pid in &guard.pids {
         // SAFETY: signal 0 only checks existence.
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         assert!(!alive, "node pid {pid} still running after Ctrl-C");
     }
+    // All exited: nothing left for the guard to kill (and pids may be reused).
+    guard.pids.clear();
 }
 
 #[test]
