@@ -25,6 +25,8 @@ pub enum Command {
     Up(UpArgs),
     /// Show the members of a cluster as one node sees them.
     Status(StatusArgs),
+    /// Benchmarks against a peer system started in the same run.
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -85,4 +87,65 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Crash detection: kill -9 nodes, time until every survivor reports them dead,
+    /// then count false suspicions under a CPU hog; Redis Cluster side by side.
+    Detect(DetectArgs),
+}
+
+/// Whether `geoul bench detect` also measures Redis Cluster.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisMode {
+    /// Only if `redis-server` and `redis-cli` are on PATH.
+    Auto,
+    /// Required: fail if Redis is not installed.
+    On,
+    /// Never.
+    Off,
+}
+
+impl RedisMode {
+    /// The flag value, as typed.
+    pub fn word(self) -> &'static str {
+        match self {
+            RedisMode::Auto => "auto",
+            RedisMode::On => "on",
+            RedisMode::Off => "off",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DetectArgs {
+    /// Nodes per cluster (Redis Cluster needs at least 3 masters).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(3..=64))]
+    pub nodes: u16,
+    /// Crashes (kill -9) to measure per system.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub kills: u32,
+    /// Seconds of the CPU-hog phase per system (0 skips it).
+    #[arg(long, default_value_t = 60)]
+    pub hog_seconds: u64,
+    /// First port: geoul nodes use P.., their admin P+1000.., Redis P+2000..
+    /// (cluster bus P+12000..). Default: random free ports below 32768.
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Measure Redis Cluster too: auto (if installed), on, off.
+    #[arg(long, value_enum, default_value_t = RedisMode::Auto)]
+    pub redis: RedisMode,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the temporary directory (node logs, Redis logs) after a successful run.
+    #[arg(long)]
+    pub keep_logs: bool,
 }

@@ -3,7 +3,9 @@
 //! Only this edge knows about processes, signals, exit codes and terminals.
 //! Exit codes: 0 ok, 1 runtime failure (one-line reason), 2 usage/config error.
 
+mod bench;
 mod cli;
+mod local_cluster;
 mod logging;
 mod node_cmd;
 mod status_cmd;
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         cli::Command::Node(args) => node_cmd::run(args),
         cli::Command::Up(args) => up_cmd::run(args),
         cli::Command::Status(args) => status_cmd::run(args),
+        cli::Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

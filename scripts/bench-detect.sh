@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Crash-detection benchmark (DESIGN.md §6, §14): geoul against Redis Cluster in
+# the same run. Installs redis-server (with redis-cli) if missing, without starting
+# its system service, builds the release binary and runs
+#   exec target/release/geoul bench detect --redis on "$@"
+# e.g.  scripts/bench-detect.sh --kills 20 --hog-seconds 60
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+POLICY=/usr/sbin/policy-rc.d
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo)
+fi
+
+remove_policy() {
+    "${SUDO[@]}" rm -f "$POLICY"
+}
+
+install_redis() {
+    if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+        return
+    fi
+    echo "bench-detect: installing redis-server (apt-get)" >&2
+    # A policy-rc.d that exits 101 tells invoke-rc.d / deb-systemd-invoke not to
+    # start the packaged service; ours is created only if none exists.
+    local created=0
+    if [ ! -e "$POLICY" ]; then
+        trap remove_policy EXIT
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+        "${SUDO[@]}" chmod 755 "$POLICY"
+        created=1
+    fi
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+    if [ "$created" -eq 1 ]; then
+        remove_policy
+        trap - EXIT
+    fi
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        echo "bench-detect: redis-server or redis-cli still missing after install" >&2
+        exit 1
+    fi
+}
+
+install_redis
+cargo build --release -p geoul
+exec target/release/geoul bench detect --redis on "$@"
