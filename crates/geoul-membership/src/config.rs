@@ -58,8 +58,8 @@ pub struct MembershipConfig {
 impl Default for MembershipConfig {
     fn default() -> Self {
         Self {
-            probe_period: Duration::from_millis(200),
-            probe_rtt: Duration::from_millis(80),
+            probe_period: Duration::from_millis(100),
+            probe_rtt: Duration::from_millis(40),
             indirect_probes: 3,
             suspicion_timeout: Duration::from_millis(500),
             gossip_period: Duration::from_millis(100),
