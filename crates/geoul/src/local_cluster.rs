@@ -159,14 +159,34 @@ pub fn node_command(
     Ok(cmd)
 }
 
-/// Starts `p` as a child process (see [`node_command`]).
+/// Makes the child receive `signal` when the thread that spawned it exits.
+/// Children are spawned from the main thread only, so this is when the
+/// supervisor exits, however it exits (even by SIGKILL): no orphaned nodes.
+pub fn signal_on_parent_death(cmd: &mut Command, signal: i32) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Starts `p` as a child process (see [`node_command`]). If `geoul up` dies
+/// without stopping it, the node gets SIGTERM and leaves gracefully.
 pub fn spawn(
     p: Planned,
     all: &[SocketAddr],
     dir: &Path,
     secret: &Path,
 ) -> Result<Running, Failure> {
-    let child = node_command(&p, all, dir, secret, LogMode::Truncate)?
+    let mut cmd = node_command(&p, all, dir, secret, LogMode::Truncate)?;
+    signal_on_parent_death(&mut cmd, libc::SIGTERM);
+    let child = cmd
         .spawn()
         .map_err(|e| Failure::Runtime(format!("starting {}: {e}", p.name)))?;
     Ok(Running { planned: p, child })

@@ -15,18 +15,24 @@ pub const GEOUL: &str = env!("CARGO_BIN_EXE_geoul");
 /// Generous: the machine is shared and noisy; speed is measured by the benchmark.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768+), so
+/// an outgoing connection of another process cannot take a node's port between
+/// the check and the bind, or while a killed node is down before its restart.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// A loopback port free for both TCP and UDP right now.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = tcp.local_addr() else { continue };
-        if UdpSocket::bind(addr).is_ok() {
-            return addr.port();
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(TEST_PORTS);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
         }
     }
-    panic!("no free loopback port");
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 /// One `geoul node` process.

@@ -16,7 +16,6 @@ mod resp;
 mod stats;
 mod watch;
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,20 +174,9 @@ pub fn wait_until(
     }
 }
 
-/// Makes the child get SIGKILL when the thread that spawned it exits. Children
-/// are spawned from the main thread only, so this is when the benchmark exits,
-/// even by SIGKILL.
+/// Makes the child get SIGKILL when the benchmark exits, even by SIGKILL.
 pub fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // prctl(2), which is async-signal-safe; it touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::local_cluster::signal_on_parent_death(cmd, libc::SIGKILL);
 }
 
 /// A child process killed (SIGKILL) and reaped on drop if still running.
