@@ -35,6 +35,17 @@ pub fn run(args: StatusArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `generation.rejoins.refutations`: the parts the single JSON number packs
+/// (see `NodeId::incarnation`), which people compare more easily.
+fn readable_incarnation(incarnation: u64) -> String {
+    format!(
+        "{}.{}.{}",
+        incarnation >> 32,
+        (incarnation >> 16) & 0xffff,
+        incarnation & 0xffff
+    )
+}
+
 /// The human table.
 pub fn render_table(report: &StatusReport) -> String {
     let mut out = format!(
@@ -58,7 +69,7 @@ pub fn render_table(report: &StatusReport) -> String {
                 m.name.clone(),
                 m.addr.clone(),
                 m.state.clone(),
-                m.incarnation.to_string(),
+                readable_incarnation(m.incarnation),
                 services,
             ]
         })
