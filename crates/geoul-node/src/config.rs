@@ -12,6 +12,8 @@ use std::time::Duration;
 use geoul_membership::identity::NODE_NAME_BYTES_MAX;
 use geoul_membership::meta::validate_service_name;
 use geoul_membership::MembershipConfig;
+use geoul_storage::SyncPolicy;
+use geoul_store::{Ack, Durability, Replication, TableOptions};
 use serde::Deserialize;
 
 /// Environment variable holding the cluster secret itself (alternative to a file).
@@ -66,6 +68,20 @@ pub struct RawMembership {
     pub local_health_awareness: Option<bool>,
 }
 
+/// `kv` table options as they appear in the file (`[kv]`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawKv {
+    /// Copies of each key; `0` is refused. Ignored when `replicate_to_all`.
+    pub replication_factor: Option<u8>,
+    /// Keep every key on every node hosting `kv`.
+    pub replicate_to_all: Option<bool>,
+    /// Default ack level: `one`, `quorum` or `all`.
+    pub write_ack: Option<Ack>,
+    /// `memory` or `disk`.
+    pub durability: Option<Durability>,
+}
+
 /// Unvalidated settings, from a file or flags; every field optional.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +106,12 @@ pub struct RawConfig {
     pub log_format: Option<LogFormat>,
     /// Detector knobs.
     pub membership: Option<RawMembership>,
+    /// `kv` table options.
+    pub kv: Option<RawKv>,
+    /// fsync period of the durable store in ms; 0 = fsync every batch.
+    pub fsync_period_ms: Option<u64>,
+    /// Clock-skew allowance in ms (expiry margin, most a peer clock may lead).
+    pub skew_margin_ms: Option<u64>,
 }
 
 impl RawConfig {
@@ -120,7 +142,10 @@ impl RawConfig {
             cluster_secret_file,
             services,
             log_format,
-            membership
+            membership,
+            kv,
+            fsync_period_ms,
+            skew_margin_ms
         );
         self
     }
@@ -149,6 +174,40 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// Detector settings.
     pub membership: MembershipConfig,
+    /// `kv` table options.
+    pub kv: TableOptions,
+    /// Durable store fsync policy.
+    pub sync: SyncPolicy,
+    /// Clock-skew allowance.
+    pub skew_margin: Duration,
+}
+
+/// Default clock-skew allowance: NTP keeps LAN clocks within a few ms; 500 ms
+/// covers a badly synced host.
+pub const SKEW_MARGIN_DEFAULT_MS: u64 = 500;
+
+/// Longest fsync period accepted (the most acknowledged writes a crash of the
+/// node may lose from its own disk).
+pub const FSYNC_PERIOD_MAX_MS: u64 = 60_000;
+
+fn kv_options(raw: Option<RawKv>) -> Result<TableOptions, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let mut options = crate::kv::default_options();
+    if raw.replicate_to_all == Some(true) {
+        options.replication = Replication::All;
+    } else if let Some(factor) = raw.replication_factor {
+        if factor == 0 {
+            return Err(invalid("kv.replication_factor", "must be at least 1"));
+        }
+        options.replication = Replication::Factor(factor);
+    }
+    if let Some(ack) = raw.write_ack {
+        options.write_ack = ack;
+    }
+    if let Some(d) = raw.durability {
+        options.durability = d;
+    }
+    Ok(options)
 }
 
 /// Where the cluster secret is read from.
@@ -268,7 +327,9 @@ impl NodeConfig {
                 ))
             }
         };
-        let services = raw.services.unwrap_or_default();
+        let services = raw
+            .services
+            .unwrap_or_else(|| vec![crate::kv::KV.to_string()]);
         for s in &services {
             validate_service_name(s).map_err(|e| invalid("services", e.to_string()))?;
         }
@@ -283,6 +344,20 @@ impl NodeConfig {
             services,
             log_format: raw.log_format.unwrap_or_default(),
             membership: membership_config(raw.membership)?,
+            kv: kv_options(raw.kv)?,
+            sync: match raw.fsync_period_ms {
+                None | Some(0) => SyncPolicy::EveryBatch,
+                Some(ms) if ms > FSYNC_PERIOD_MAX_MS => {
+                    return Err(invalid(
+                        "fsync_period_ms",
+                        format!("at most {FSYNC_PERIOD_MAX_MS} (0 = fsync every batch)"),
+                    ))
+                }
+                Some(ms) => SyncPolicy::Periodic(Duration::from_millis(ms)),
+            },
+            skew_margin: Duration::from_millis(
+                raw.skew_margin_ms.unwrap_or(SKEW_MARGIN_DEFAULT_MS),
+            ),
         })
     }
 }

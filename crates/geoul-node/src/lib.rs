@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod config;
 pub mod data_dir;
+pub mod kv;
+pub mod link;
 pub mod metrics;
 pub mod node;
 pub mod rpc;

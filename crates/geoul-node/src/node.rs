@@ -13,14 +13,18 @@ use geoul_membership::{
     Membership, MembershipConfig, MembershipError, MembershipMetrics, MembershipOptions, NodeId,
     NodeMeta, ServiceHealth,
 };
+use geoul_replication::{LocalStore, Placement, ReplicationMetrics, Replicator, StoreError};
+use geoul_storage::{DiskStore, StorageError, StorageOptions, SyncPolicy};
+use geoul_store::{Clock, Hlc, Origin, TableOptions, Timestamp};
 use geoul_transport::{
     ClusterSecret, DatagramSeal, Net, Transport, TransportConfig, TransportError,
 };
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
+use crate::link::TransportLink;
 use crate::metrics::TransportCollector;
-use crate::rpc::PeerHandler;
+use crate::rpc::{PeerHandler, ReplicatorCell};
 use crate::status::StatusReport;
 
 /// How long a leaving node keeps gossiping its "left" notice before it stops:
@@ -48,7 +52,24 @@ pub struct NodeParams {
     pub generation: u64,
     /// Seed of every random choice (reproducible simulations).
     pub rng_seed: u64,
+    /// Wall clock for versions and expiry (simulated time in the simulator).
+    pub clock: Arc<dyn Clock>,
+    /// Directory of the durable store; `None` keeps every table in memory only
+    /// (a `Disk` table then refuses to start).
+    pub tables_dir: Option<std::path::PathBuf>,
+    /// fsync policy of the durable store.
+    pub sync: SyncPolicy,
+    /// Options of the `kv` table, when this node hosts `kv`.
+    pub kv: TableOptions,
+    /// Clock-skew allowance for expiry and the most a peer's clock may lead ours.
+    pub skew_margin: Duration,
 }
+
+/// How often the expiry sweeper runs, and how many entries it examines per run:
+/// 100 runs/s × 20k entries bounds its work to a few ms per second per table.
+const SWEEP_PERIOD: Duration = Duration::from_millis(100);
+/// Entries examined per sweep run.
+const SWEEP_BUDGET: u64 = 20_000;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +80,20 @@ pub enum NodeError {
     /// The transport failed to bind.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The durable store could not be opened (corrupt, unreadable, in use).
+    #[error("durable store: {0}")]
+    Storage(#[from] StorageError),
+    /// A table could not be declared or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A running node.
 pub struct Node<N: Net> {
     membership: Membership,
     transport: Transport<N>,
+    replicator: Arc<Replicator<TransportLink<N>>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     registry: Arc<Registry>,
     started: Instant,
     membership_task: tokio::task::JoinHandle<()>,
@@ -103,16 +132,43 @@ impl<N: Net> Node<N> {
             rng_seed: Some(params.rng_seed),
             ..TransportConfig::default()
         };
+        let store = Arc::new(open_store(&params)?);
+        let cell: ReplicatorCell<N> = Arc::default();
         let transport = Transport::bind(
             net,
             params.bind,
             secret,
             transport_config,
-            PeerHandler::new(membership.clone()),
+            PeerHandler::new(membership.clone(), cell.clone()),
         )
         .await?;
+        let (placement_tx, placement_rx) =
+            tokio::sync::watch::channel(Arc::new(Placement::default()));
+        let uses: Vec<(String, geoul_placement::Replication)> = store
+            .tables()
+            .iter()
+            .map(|t| (t.service().to_string(), t.spec().options.replication))
+            .collect();
+        let placement_task = tokio::spawn(follow_placement(
+            membership.clone(),
+            params.name.clone(),
+            uses,
+            placement_tx,
+        ));
+        let replication_metrics = ReplicationMetrics::default();
+        let replicator = Arc::new(Replicator::new(
+            store.clone(),
+            Origin::new(&params.name, params.generation),
+            Arc::new(TransportLink::new(transport.clone())),
+            placement_rx,
+            replication_metrics.clone(),
+        ));
+        // The cell is fresh and set exactly once, here.
+        let _ = cell.set(replicator.clone());
+        let sweeper = tokio::spawn(sweep_forever(store));
         let mut registry = Registry::default();
         membership_metrics.register(&mut registry);
+        replication_metrics.register(&mut registry);
         registry.register_collector(Box::new(TransportCollector(transport.metrics())));
         tracing::info!(
             name = %params.name,
@@ -124,6 +180,8 @@ impl<N: Net> Node<N> {
         Ok(Self {
             membership,
             transport,
+            replicator,
+            background: vec![placement_task, sweeper],
             registry: Arc::new(registry),
             started: Instant::now(),
             membership_task,
@@ -138,6 +196,11 @@ impl<N: Net> Node<N> {
     /// The transport (requests to other nodes).
     pub fn transport(&self) -> &Transport<N> {
         &self.transport
+    }
+
+    /// The replicated write and read paths.
+    pub fn replicator(&self) -> &Arc<Replicator<TransportLink<N>>> {
+        &self.replicator
     }
 
     /// The `/status` document.
@@ -172,6 +235,60 @@ impl<N: Net> Node<N> {
         tokio::time::sleep(LEAVE_LINGER).await;
         self.transport.shutdown().await;
         self.membership_task.abort();
+        for task in &self.background {
+            task.abort();
+        }
         tracing::info!("node stopped");
+    }
+}
+
+fn open_store(params: &NodeParams) -> Result<LocalStore, NodeError> {
+    let disk = match &params.tables_dir {
+        Some(dir) => Some(Arc::new(DiskStore::open(
+            dir,
+            StorageOptions::with_sync(params.sync),
+        )?)),
+        None => None,
+    };
+    let hlc = Arc::new(Hlc::new(
+        params.clock.clone(),
+        params.skew_margin,
+        Timestamp::ZERO,
+    ));
+    let store = LocalStore::new(hlc, params.skew_margin, disk);
+    if params.services.iter().any(|s| s == crate::kv::KV) {
+        let loaded = store.declare(crate::kv::KV, crate::kv::spec(params.kv.clone()))?;
+        tracing::info!(table = crate::kv::KV, entries = loaded, "table ready");
+    }
+    Ok(store)
+}
+
+/// Recomputes placement on every membership change.
+async fn follow_placement(
+    membership: Membership,
+    me: String,
+    uses: Vec<(String, geoul_placement::Replication)>,
+    placement: tokio::sync::watch::Sender<Arc<Placement>>,
+) {
+    let mut snapshots = membership.snapshots();
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        placement.send_replace(Arc::new(Placement::compute(&snapshot.view, &me, &uses)));
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Drops expired values in bounded passes, forever.
+async fn sweep_forever(store: Arc<LocalStore>) {
+    let mut tick = tokio::time::interval(SWEEP_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = store.hlc().wall_ms();
+        for table in store.tables() {
+            table.lock().sweep(now, SWEEP_BUDGET);
+        }
     }
 }

@@ -1,26 +1,52 @@
-//! Node-to-node requests that belong to the node itself (not to a service).
+//! Requests a node serves over the transport: node-level (`Ping`), replication
+//! between replicas, and the `kv` service.
 //!
-//! Owns: the [`PeerRequest`]/[`PeerResponse`] messages and their handler. Does not
-//! own: framing or authentication (the transport), or service requests (later
-//! layers register their own handlers).
+//! Owns: [`PeerRequest`]/[`PeerResponse`] and the handler that dispatches them.
+//! Does not own: framing or authentication (the transport), what replication or
+//! kv do (their modules).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use geoul_membership::Membership;
-use geoul_transport::{Handler, PeerInfo, RemoteError};
+use geoul_replication::{local_scan, BatchAck, ReplicateBatch, Replicator};
+use geoul_store::{Entry, Key};
+use geoul_transport::{Handler, Net, PeerInfo, RemoteError};
 use serde::{Deserialize, Serialize};
 
+use crate::kv::{KvRequest, KvResponse};
+use crate::link::TransportLink;
+
 /// A request one node (or a client) sends to a node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerRequest {
     /// Liveness and identity check over the authenticated transport.
     Ping,
+    /// Results to apply (replica ← write path).
+    Replicate(ReplicateBatch),
+    /// The stored entry of a key, in any state (quorum reads, read repair).
+    ReadEntry {
+        /// Table.
+        table: String,
+        /// Key.
+        key: Key,
+    },
+    /// Stored entries with a prefix, from this node's copy only.
+    ScanEntries {
+        /// Table.
+        table: String,
+        /// Prefix.
+        prefix: Vec<u8>,
+        /// Most results.
+        limit: u32,
+    },
+    /// A kv service request (from a client or another node).
+    Kv(KvRequest),
 }
 
 /// The answer to a [`PeerRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerResponse {
     /// Answer to [`PeerRequest::Ping`]: who answered.
     Pong {
@@ -29,13 +55,20 @@ pub enum PeerResponse {
         /// Its generation.
         generation: u64,
     },
+    /// Answer to `Replicate`.
+    Applied(BatchAck),
+    /// Answer to `ReadEntry`.
+    Entry(Option<Entry>),
+    /// Answer to `ScanEntries`.
+    Entries(Vec<Entry>),
+    /// Answer to `Kv`.
+    Kv(KvResponse),
 }
 
 impl PeerRequest {
     /// Encodes for the wire.
-    pub fn encode(&self) -> Bytes {
-        // Encoding a fieldless/owned enum into a Vec cannot fail.
-        Bytes::from(postcard::to_stdvec(self).unwrap_or_default())
+    pub fn encode(&self) -> Result<Bytes, postcard::Error> {
+        postcard::to_stdvec(self).map(Bytes::from)
     }
 }
 
@@ -46,37 +79,94 @@ impl PeerResponse {
     }
 }
 
+/// The replicator of a node, set once the transport it needs exists.
+pub type ReplicatorCell<N> = Arc<OnceLock<Arc<Replicator<TransportLink<N>>>>>;
+
 /// Serves [`PeerRequest`]s.
-pub struct PeerHandler {
+pub struct PeerHandler<N: Net> {
     membership: Membership,
+    replicator: ReplicatorCell<N>,
 }
 
-impl PeerHandler {
-    /// A handler answering from `membership`'s view.
-    pub fn new(membership: Membership) -> Arc<Self> {
-        Arc::new(Self { membership })
+impl<N: Net> PeerHandler<N> {
+    /// A handler answering from `membership` and, once set, `replicator`.
+    pub fn new(membership: Membership, replicator: ReplicatorCell<N>) -> Arc<Self> {
+        Arc::new(Self {
+            membership,
+            replicator,
+        })
     }
 }
 
-impl Handler for PeerHandler {
+fn reply(response: PeerResponse) -> Result<Bytes, RemoteError> {
+    postcard::to_stdvec(&response)
+        .map(Bytes::from)
+        .map_err(|e| RemoteError(format!("encoding reply: {e}")))
+}
+
+impl<N: Net> Handler for PeerHandler<N> {
     fn handle(
         &self,
         _peer: PeerInfo,
         request: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, RemoteError>> {
-        let reply = match postcard::from_bytes::<PeerRequest>(&request) {
-            Ok(PeerRequest::Ping) => {
-                let id = self.membership.snapshot().identity.clone();
-                let pong = PeerResponse::Pong {
-                    name: id.name,
-                    generation: id.generation,
-                };
-                postcard::to_stdvec(&pong)
-                    .map(Bytes::from)
-                    .map_err(|e| RemoteError(format!("encoding reply: {e}")))
+        let request = match postcard::from_bytes::<PeerRequest>(&request) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = RemoteError(format!("unknown or malformed request: {e}"));
+                return Box::pin(async move { Err(err) });
             }
-            Err(e) => Err(RemoteError(format!("unknown or malformed request: {e}"))),
         };
-        Box::pin(async move { reply })
+        if let PeerRequest::Ping = request {
+            let id = self.membership.snapshot().identity.clone();
+            let pong = PeerResponse::Pong {
+                name: id.name,
+                generation: id.generation,
+            };
+            return Box::pin(async move { reply(pong) });
+        }
+        let Some(replicator) = self.replicator.get().cloned() else {
+            return Box::pin(async { Err(RemoteError("node is starting".into())) });
+        };
+        Box::pin(async move { serve(&replicator, request).await })
+    }
+}
+
+async fn serve<N: Net>(
+    replicator: &Replicator<TransportLink<N>>,
+    request: PeerRequest,
+) -> Result<Bytes, RemoteError> {
+    let store = replicator.store();
+    let unknown = |t: &str| RemoteError(format!("unknown table {t:?}"));
+    match request {
+        PeerRequest::Ping => Err(RemoteError("ping is answered earlier".into())),
+        PeerRequest::Replicate(batch) => {
+            let results = store.apply_batch(batch.items);
+            let refused = results
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.err().map(|e| (u32::try_from(i).unwrap_or(u32::MAX), e)))
+                .collect();
+            reply(PeerResponse::Applied(BatchAck { refused }))
+        }
+        PeerRequest::ReadEntry { table, key } => {
+            let handle = store.table(&table).ok_or_else(|| unknown(&table))?;
+            let entry = handle.lock().get_entry(&key);
+            reply(PeerResponse::Entry(entry))
+        }
+        PeerRequest::ScanEntries {
+            table,
+            prefix,
+            limit,
+        } => {
+            let handle = store.table(&table).ok_or_else(|| unknown(&table))?;
+            reply(PeerResponse::Entries(local_scan(&handle, &prefix, limit)))
+        }
+        PeerRequest::Kv(kv) => {
+            let response = crate::kv::handle(replicator, kv)
+                .await
+                .map_err(RemoteError)?;
+            reply(PeerResponse::Kv(response))
+        }
     }
 }

@@ -49,21 +49,20 @@ impl Default for SimOptions {
 }
 
 /// Commands queued to one simulated node.
-const HOST_COMMANDS_MAX: usize = 16;
+const HOST_COMMANDS_MAX: usize = 1024;
 
 /// Something the test asks a running node to do.
 #[derive(Debug)]
 enum HostCommand {
     SetHealth(String, ServiceHealth),
-    /// A `Ping` over the authenticated TCP transport; replies with the answering
-    /// node's name or the error.
-    Ping(
-        SocketAddr,
-        tokio::sync::oneshot::Sender<Result<String, String>>,
-    ),
+    /// A request over the authenticated TCP transport to `to`.
+    Call(SocketAddr, PeerRequest, Reply),
 }
 
-/// How long a simulated ping may take before it counts as failed.
+/// Where a simulated request's answer goes.
+pub type Reply = tokio::sync::oneshot::Sender<Result<PeerResponse, String>>;
+
+/// How long a simulated request may take before it counts as failed.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the test can see of each node, and how it reaches them.
@@ -275,31 +274,54 @@ impl<'a> SimCluster<'a> {
             .map_err(|e| format!("{node} command queue: {e}"))
     }
 
-    /// Sends a `Ping` from `from` to `to` over the transport and runs the
-    /// simulation until it answers; returns the answering node's name.
-    pub fn ping(&mut self, from: &str, to: &str) -> Result<String, String> {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
+    /// Queues a request from `from` to `to`; the receiver gets the answer as the
+    /// simulation runs (call [`Self::run_for`]).
+    pub fn submit(
+        &self,
+        from: &str,
+        to: &str,
+        request: PeerRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<PeerResponse, String>>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let target = SocketAddr::new(self.sim.lookup(to), SIM_PORT);
-        {
-            let observed = lock(&self.observed);
-            let commands = observed
-                .commands
-                .get(from)
-                .ok_or_else(|| format!("{from} is not running"))?;
-            commands
-                .try_send(HostCommand::Ping(target, tx))
-                .map_err(|e| format!("{from} command queue: {e}"))?;
-        }
+        let observed = lock(&self.observed);
+        let commands = observed
+            .commands
+            .get(from)
+            .ok_or_else(|| format!("{from} is not running"))?;
+        commands
+            .try_send(HostCommand::Call(target, request, tx))
+            .map_err(|e| format!("{from} command queue: {e}"))?;
+        Ok(rx)
+    }
+
+    /// Sends a request and runs the simulation until it is answered.
+    pub fn call(
+        &mut self,
+        from: &str,
+        to: &str,
+        request: PeerRequest,
+    ) -> Result<PeerResponse, String> {
+        let mut rx = self.submit(from, to, request)?;
         let limit = self.sim.elapsed() + PING_TIMEOUT * 2;
         while self.sim.elapsed() < limit {
             self.run_for(Duration::from_millis(5))?;
             match rx.try_recv() {
                 Ok(result) => return result,
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
-                Err(e) => return Err(format!("ping reply lost: {e}")),
+                Err(e) => return Err(format!("reply lost: {e}")),
             }
         }
-        Err("ping did not complete".to_string())
+        Err("request did not complete".to_string())
+    }
+
+    /// Sends a `Ping` from `from` to `to` over the transport and runs the
+    /// simulation until it answers; returns the answering node's name.
+    pub fn ping(&mut self, from: &str, to: &str) -> Result<String, String> {
+        match self.call(from, to, PeerRequest::Ping)? {
+            PeerResponse::Pong { name, .. } => Ok(name),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
     }
 
     /// The health of `service` on `member`, as gossiped to `observer`.
@@ -399,10 +421,18 @@ impl HostSpec {
             advertise,
             admin: None,
             seeds,
-            services: vec!["sim".to_string()],
+            services: vec!["sim".to_string(), geoul_node::kv::KV.to_string()],
             membership: self.membership.clone(),
             generation,
             rng_seed: self.rng_seed.wrapping_add(generation << 32),
+            clock: crate::clock::SimClock::new(0),
+            tables_dir: None,
+            sync: geoul_storage::SyncPolicy::EveryBatch,
+            kv: geoul_store::TableOptions {
+                durability: geoul_store::Durability::Memory,
+                ..geoul_node::kv::default_options()
+            },
+            skew_margin: Duration::from_millis(200),
         };
         let node = Node::start(SimNet::new(self.loss.clone()), self.secret.clone(), params).await?;
         let mut events = node.membership().watch();
@@ -421,17 +451,19 @@ impl HostSpec {
                     HostCommand::SetHealth(service, health) => {
                         node.membership().set_service_health(&service, health).await?;
                     }
-                    HostCommand::Ping(to, reply) => {
+                    HostCommand::Call(to, request, reply) => {
                         let transport = node.transport().clone();
                         tokio::spawn(async move {
-                            let result = transport
-                                .request(to, PeerRequest::Ping.encode(), PING_TIMEOUT)
-                                .await
-                                .map_err(|e| e.to_string())
-                                .and_then(|bytes| {
-                                    PeerResponse::decode(&bytes).map_err(|e| e.to_string())
-                                })
-                                .map(|PeerResponse::Pong { name, .. }| name);
+                            let result = match request.encode() {
+                                Ok(payload) => transport
+                                    .request(to, payload, PING_TIMEOUT)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|bytes| {
+                                        PeerResponse::decode(&bytes).map_err(|e| e.to_string())
+                                    }),
+                                Err(e) => Err(e.to_string()),
+                            };
                             let _ = reply.send(result);
                         });
                     }

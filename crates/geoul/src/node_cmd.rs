@@ -29,6 +29,9 @@ fn flags(args: &NodeArgs) -> Result<RawConfig, Failure> {
         services: args.services.clone(),
         log_format,
         membership: None,
+        kv: None,
+        fsync_period_ms: None,
+        skew_margin_ms: None,
     })
 }
 
@@ -83,6 +86,11 @@ async fn serve(config: NodeConfig, secret: ClusterSecret) -> anyhow::Result<()> 
         membership: config.membership.clone(),
         generation: data_dir.generation(),
         rng_seed: rand::random(),
+        clock: Arc::new(geoul_store::SystemClock),
+        tables_dir: Some(data_dir.path().join(geoul_storage::TABLES_DIR_NAME)),
+        sync: config.sync,
+        kv: config.kv.clone(),
+        skew_margin: config.skew_margin,
     };
     let node = Arc::new(Node::start(TokioNet, secret, params).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();

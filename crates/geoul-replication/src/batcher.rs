@@ -1,0 +1,143 @@
+//! One sender per peer that turns concurrent writes into batches.
+//!
+//! Owns: the per-peer queue (bounded: callers wait for room within their
+//! deadline), batching (whatever queued while earlier batches were in flight goes
+//! out together), and the bound on batches in flight per peer. Does not own: ack
+//! counting (the write path waits on each entry's own completion).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use geoul_store::Entry;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use crate::messages::{ReplicaLink, ReplicateBatch, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
+use crate::metrics::ReplicationMetrics;
+
+/// Entries queued per peer. A peer that falls this far behind makes writers wait
+/// (and eventually miss their deadline) instead of growing memory.
+pub const PEER_QUEUE_ENTRIES_MAX: usize = 8192;
+
+/// Batches in flight per peer. Enough to keep a LAN link busy while the replica
+/// applies the previous batch; more only queues inside the replica.
+pub const INFLIGHT_BATCHES_PER_PEER: usize = 4;
+
+/// How long one batch may take end to end before its entries count as not acked.
+pub const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Outcome of one entry sent to one peer.
+pub type EntryAck = Result<(), String>;
+
+struct Pending {
+    table: String,
+    entry: Entry,
+    done: oneshot::Sender<EntryAck>,
+}
+
+/// Handle to a peer's batching task.
+#[derive(Clone)]
+pub struct PeerBatcher {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl PeerBatcher {
+    /// Starts the task that sends to `addr` through `link`.
+    pub fn spawn<L: ReplicaLink>(
+        addr: SocketAddr,
+        link: Arc<L>,
+        metrics: ReplicationMetrics,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(PEER_QUEUE_ENTRIES_MAX);
+        tokio::spawn(run(addr, link, rx, metrics));
+        Self { queue }
+    }
+
+    /// Queues `entry`; the receiver completes when the peer applied it, refused
+    /// it, or could not be reached. Waits for queue room until `deadline`.
+    pub async fn submit(
+        &self,
+        table: &str,
+        entry: Entry,
+        deadline: Instant,
+    ) -> oneshot::Receiver<EntryAck> {
+        let (done, rx) = oneshot::channel();
+        let pending = Pending {
+            table: table.to_string(),
+            entry,
+            done,
+        };
+        match tokio::time::timeout_at(deadline, self.queue.send(pending)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(mpsc::error::SendError(p))) => {
+                let _ = p.done.send(Err("peer sender stopped".into()));
+            }
+            Err(_) => {
+                // The queue stayed full until the deadline; rx reports a closed
+                // channel, which the caller counts as not acked.
+            }
+        }
+        rx
+    }
+}
+
+fn entry_bytes(entry: &Entry) -> usize {
+    entry.key.as_bytes().len() + entry.value.as_ref().map_or(0, |v| v.len()) + 32
+}
+
+async fn run<L: ReplicaLink>(
+    addr: SocketAddr,
+    link: Arc<L>,
+    mut rx: mpsc::Receiver<Pending>,
+    metrics: ReplicationMetrics,
+) {
+    let inflight = Arc::new(Semaphore::new(INFLIGHT_BATCHES_PER_PEER));
+    while let Some(first) = rx.recv().await {
+        let mut bytes = entry_bytes(&first.entry);
+        let mut batch = vec![first];
+        while batch.len() < BATCH_ENTRIES_MAX && bytes < BATCH_BYTES_MAX {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += entry_bytes(&p.entry);
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = inflight.clone().acquire_owned().await else {
+            break;
+        };
+        metrics.batch_entries.observe(batch.len() as f64);
+        let link = link.clone();
+        tokio::spawn(async move {
+            let (items, dones): (Vec<(String, Entry)>, Vec<oneshot::Sender<EntryAck>>) = batch
+                .into_iter()
+                .map(|p| ((p.table, p.entry), p.done))
+                .unzip();
+            let result = link
+                .replicate(addr, ReplicateBatch { items }, BATCH_TIMEOUT)
+                .await;
+            drop(permit);
+            match result {
+                Ok(ack) => {
+                    let mut refused: std::collections::HashMap<u32, String> =
+                        ack.refused.into_iter().collect();
+                    for (i, done) in dones.into_iter().enumerate() {
+                        let outcome = match refused.remove(&(i as u32)) {
+                            Some(reason) => Err(reason),
+                            None => Ok(()),
+                        };
+                        let _ = done.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %addr, error = %e, "replication batch failed");
+                    for done in dones {
+                        let _ = done.send(Err(e.to_string()));
+                    }
+                }
+            }
+        });
+    }
+}

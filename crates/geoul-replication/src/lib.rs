@@ -1,0 +1,23 @@
+//! geoul-replication: results, not requests, travel to replicas.
+//!
+//! * `local` — this node's tables, their durable backing, applying batches;
+//! * `placement` — replica sets and routes from the membership view;
+//! * `batcher` — one batching sender per peer, bounded queue and in-flight;
+//! * `replicator` — the write path (version, apply, ship, wait for acks) and the
+//!   read paths (`One`, `Quorum` with read repair), and merged scans;
+//! * `messages` — batch and read messages, and the `ReplicaLink` seam.
+
+pub mod batcher;
+pub mod local;
+pub mod messages;
+pub mod metrics;
+pub mod placement;
+pub mod replicator;
+
+pub use local::{LocalStore, StoreError, TableHandle};
+pub use messages::{BatchAck, LinkError, ReplicaLink, ReplicateBatch};
+pub use metrics::ReplicationMetrics;
+pub use placement::{Placement, Route};
+pub use replicator::{
+    local_scan, ReadError, ReadLevel, Replicator, WriteError, WriteOutcome, WriteRequest,
+};

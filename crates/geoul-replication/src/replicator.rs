@@ -1,0 +1,536 @@
+//! The write and read paths of every table (DESIGN.md §5): the handling node
+//! versions the write, applies it if it is a replica, ships the result to the
+//! other replicas, waits for the ack level, replies. Reads at `One` are local
+//! when possible; at `Quorum` the highest version among a majority wins and
+//! stale replicas are repaired.
+//!
+//! Owns: [`Replicator`]. Does not own: the wire (`ReplicaLink`), placement
+//! computation (`placement`), or the local copy (`local`).
+//!
+//! What an ack means: the replica applied the entry to its table and, for `Disk`
+//! tables, wrote it under the node's sync policy, before answering. A write that
+//! misses its ack level is reported with the number of acks it got and is *not*
+//! rolled back: replicas that applied it keep it, and it may become visible
+//! (Cassandra's semantics; DESIGN.md §13, "say what an ack means").
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use geoul_placement::{slot_of, Slot};
+use geoul_store::{Ack, DocError, Document, Entry, Key, Origin, Version};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::batcher::PeerBatcher;
+use crate::local::{LocalStore, TableHandle};
+use crate::messages::{ReplicaLink, ReplicateBatch};
+use crate::metrics::{OpLabels, ReplicationMetrics};
+use crate::placement::{Placement, Route};
+
+/// Most entries a scan returns.
+pub const SCAN_LIMIT_MAX: u32 = 1000;
+
+/// A write to run.
+#[derive(Clone, Debug)]
+pub struct WriteRequest {
+    /// Table.
+    pub table: String,
+    /// Key.
+    pub key: Key,
+    /// New document, or `None` to delete.
+    pub value: Option<Document>,
+    /// Expiry from now; the table's default if `None`.
+    pub ttl: Option<Duration>,
+    /// Ack level; the table's default if `None`.
+    pub ack: Option<Ack>,
+    /// Deadline for reaching the ack level.
+    pub timeout: Duration,
+}
+
+/// A successful write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The version it got.
+    pub version: Version,
+    /// Replicas that acknowledged before the reply.
+    pub acked: usize,
+    /// Replicas of the slot.
+    pub replicas: usize,
+}
+
+/// Read consistency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadLevel {
+    /// One replica (this node if it is one).
+    One,
+    /// The highest version among a majority, repairing stale replicas.
+    Quorum,
+}
+
+impl ReadLevel {
+    fn word(self) -> &'static str {
+        match self {
+            Self::One => "one",
+            Self::Quorum => "quorum",
+        }
+    }
+}
+
+fn ack_word(ack: Ack) -> &'static str {
+    match ack {
+        Ack::One => "one",
+        Ack::Quorum => "quorum",
+        Ack::All => "all",
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No such table.
+    #[error("unknown table {0:?}")]
+    UnknownTable(String),
+    /// Nobody hosts the slot.
+    #[error("no live replica for slot {0}")]
+    NoLiveReplica(Slot),
+    /// `max_entries` reached.
+    #[error("table {table} is full ({max} entries)")]
+    TableFull {
+        /// Table.
+        table: String,
+        /// Its bound.
+        max: u64,
+    },
+    /// The document is invalid.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// The ack level was not reached in time. The write is not rolled back.
+    #[error("{level} not reached: {acked} of {required} acks before {timeout:?} ({replicas} replicas; the write is not rolled back and may still become visible)")]
+    AckNotReached {
+        /// Level asked for.
+        level: &'static str,
+        /// Acks received.
+        acked: usize,
+        /// Acks needed.
+        required: usize,
+        /// Replicas of the slot.
+        replicas: usize,
+        /// The deadline.
+        timeout: Duration,
+        /// The version the write got.
+        version: Version,
+    },
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// No such table.
+    #[error("unknown table {0:?}")]
+    UnknownTable(String),
+    /// Nobody hosts the slot.
+    #[error("no live replica for slot {0}")]
+    NoLiveReplica(Slot),
+    /// Too few replicas answered in time.
+    #[error(
+        "{level} read not reached: {answered} of {required} replicas answered before {timeout:?}"
+    )]
+    NotEnoughReplicas {
+        /// Level asked for.
+        level: &'static str,
+        /// Answers received.
+        answered: usize,
+        /// Answers needed.
+        required: usize,
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
+/// The replicated write and read paths of one node.
+pub struct Replicator<L: ReplicaLink> {
+    store: Arc<LocalStore>,
+    origin: Origin,
+    link: Arc<L>,
+    placement: watch::Receiver<Arc<Placement>>,
+    batchers: Mutex<HashMap<SocketAddr, PeerBatcher>>,
+    metrics: ReplicationMetrics,
+}
+
+impl<L: ReplicaLink> Replicator<L> {
+    /// Paths over `store`, versioning writes as `origin`, reaching peers through
+    /// `link`, routing by the latest `placement`.
+    pub fn new(
+        store: Arc<LocalStore>,
+        origin: Origin,
+        link: Arc<L>,
+        placement: watch::Receiver<Arc<Placement>>,
+        metrics: ReplicationMetrics,
+    ) -> Self {
+        Self {
+            store,
+            origin,
+            link,
+            placement,
+            batchers: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// The local store.
+    pub fn store(&self) -> &Arc<LocalStore> {
+        &self.store
+    }
+
+    fn batcher(&self, addr: SocketAddr) -> PeerBatcher {
+        let mut map = self.batchers.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(addr)
+            .or_insert_with(|| PeerBatcher::spawn(addr, self.link.clone(), self.metrics.clone()))
+            .clone()
+    }
+
+    fn replicas(&self, handle: &TableHandle, slot: Slot) -> Vec<Route> {
+        let placement = self.placement.borrow().clone();
+        placement.routing_order(handle.service(), handle.spec().options.replication, slot)
+    }
+
+    fn me(&self) -> String {
+        self.placement.borrow().me().to_string()
+    }
+
+    /// Runs a write (see the module docs for what the result means).
+    pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome, WriteError> {
+        let handle = self
+            .store
+            .table(&req.table)
+            .ok_or_else(|| WriteError::UnknownTable(req.table.clone()))?;
+        let options = handle.spec().options.clone();
+        let ack = req.ack.unwrap_or(options.write_ack);
+        let result = self.write_inner(&handle, req.clone(), ack).await;
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.metrics
+            .writes
+            .get_or_create(&OpLabels {
+                table: req.table,
+                level: ack_word(ack),
+                outcome,
+            })
+            .inc();
+        result
+    }
+
+    async fn write_inner(
+        &self,
+        handle: &TableHandle,
+        req: WriteRequest,
+        ack: Ack,
+    ) -> Result<WriteOutcome, WriteError> {
+        let started = Instant::now();
+        let deadline = started + req.timeout;
+        let slot = slot_of(req.key.as_bytes());
+        let replicas = self.replicas(handle, slot);
+        if replicas.is_empty() {
+            return Err(WriteError::NoLiveReplica(slot));
+        }
+        if req.value.is_some() && handle.lock().would_overflow(&req.key) {
+            return Err(WriteError::TableFull {
+                table: req.table.clone(),
+                max: handle.spec().options.max_entries.unwrap_or(0),
+            });
+        }
+        let value = req.value.as_ref().map(Document::encode).transpose()?;
+        let hlc = self.store.hlc();
+        let ttl = req.ttl.or(handle.spec().options.default_ttl);
+        let expires_at_ms = ttl.map(|t| {
+            hlc.wall_ms()
+                .saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+        });
+        let version = Version {
+            ts: hlc.now(),
+            origin: self.origin,
+        };
+        let entry = Entry {
+            key: req.key.clone(),
+            version,
+            expires_at_ms,
+            value,
+        };
+        let required = ack.required(replicas.len());
+        let me = self.me();
+        let mut pending = FuturesUnordered::new();
+        let mut acked = 0usize;
+        for route in &replicas {
+            if route.name == me {
+                let applied = self
+                    .store
+                    .apply_batch(vec![(req.table.clone(), entry.clone())]);
+                if applied.first().is_some_and(Result::is_ok) {
+                    acked += 1;
+                }
+            } else {
+                let rx = self
+                    .batcher(route.addr)
+                    .submit(&req.table, entry.clone(), deadline)
+                    .await;
+                pending.push(rx);
+            }
+        }
+        while acked < required {
+            match tokio::time::timeout_at(deadline, pending.next()).await {
+                Ok(Some(Ok(Ok(())))) => {
+                    acked += 1;
+                    self.metrics
+                        .replica_lag
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    return Err(WriteError::AckNotReached {
+                        level: ack_word(ack),
+                        acked,
+                        required,
+                        replicas: replicas.len(),
+                        timeout: req.timeout,
+                        version,
+                    })
+                }
+            }
+        }
+        // Remaining replicas keep going in their batchers; record their lag.
+        let lag = self.metrics.replica_lag.clone();
+        if !pending.is_empty() {
+            tokio::spawn(async move {
+                while let Some(r) = pending.next().await {
+                    if matches!(r, Ok(Ok(()))) {
+                        lag.observe(started.elapsed().as_secs_f64());
+                    }
+                }
+            });
+        }
+        Ok(WriteOutcome {
+            version,
+            acked,
+            replicas: replicas.len(),
+        })
+    }
+
+    /// Reads `key`; `Ok(None)` when it does not exist, is deleted or expired.
+    pub async fn read(
+        &self,
+        table: &str,
+        key: Key,
+        level: ReadLevel,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, ReadError> {
+        let handle = self
+            .store
+            .table(table)
+            .ok_or_else(|| ReadError::UnknownTable(table.to_string()))?;
+        let result = match level {
+            ReadLevel::One => self.read_one(&handle, key, timeout).await,
+            ReadLevel::Quorum => self.read_quorum(&handle, key, timeout).await,
+        };
+        let now = self.store.hlc().wall_ms();
+        let margin = self.store.skew_margin_ms();
+        let result = result.map(|e| e.filter(|e| e.visible_at(now, margin)));
+        self.metrics
+            .reads
+            .get_or_create(&OpLabels {
+                table: table.to_string(),
+                level: level.word(),
+                outcome: if result.is_ok() { "ok" } else { "failed" },
+            })
+            .inc();
+        result
+    }
+
+    async fn read_one(
+        &self,
+        handle: &TableHandle,
+        key: Key,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, ReadError> {
+        let slot = slot_of(key.as_bytes());
+        let replicas = self.replicas(handle, slot);
+        if replicas.is_empty() {
+            return Err(ReadError::NoLiveReplica(slot));
+        }
+        let deadline = Instant::now() + timeout;
+        let me = self.me();
+        for route in &replicas {
+            if route.name == me {
+                return Ok(handle.lock().get_entry(&key));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let name = handle.spec().name.clone();
+            if let Ok(entry) = self.link.read(route.addr, name, key.clone(), left).await {
+                return Ok(entry);
+            }
+        }
+        Err(ReadError::NotEnoughReplicas {
+            level: "one",
+            answered: 0,
+            required: 1,
+            timeout,
+        })
+    }
+
+    async fn read_quorum(
+        &self,
+        handle: &TableHandle,
+        key: Key,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, ReadError> {
+        let slot = slot_of(key.as_bytes());
+        let replicas = self.replicas(handle, slot);
+        if replicas.is_empty() {
+            return Err(ReadError::NoLiveReplica(slot));
+        }
+        let required = Ack::Quorum.required(replicas.len());
+        let deadline = Instant::now() + timeout;
+        let me = self.me();
+        let table = handle.spec().name.clone();
+        let mut answers: Vec<(Route, Option<Entry>)> = Vec::new();
+        let mut pending = FuturesUnordered::new();
+        for route in replicas {
+            if route.name == me {
+                let local = handle.lock().get_entry(&key);
+                answers.push((route, local));
+            } else {
+                let fut = self
+                    .link
+                    .read(route.addr, table.clone(), key.clone(), timeout);
+                pending.push(async move { (route, fut.await) });
+            }
+        }
+        while answers.len() < required {
+            match tokio::time::timeout_at(deadline, pending.next()).await {
+                Ok(Some((route, Ok(entry)))) => answers.push((route, entry)),
+                Ok(Some((_, Err(_)))) => {}
+                Ok(None) | Err(_) => {
+                    return Err(ReadError::NotEnoughReplicas {
+                        level: "quorum",
+                        answered: answers.len(),
+                        required,
+                        timeout,
+                    })
+                }
+            }
+        }
+        let winner = answers
+            .iter()
+            .filter_map(|(_, e)| e.clone())
+            .max_by_key(|e| e.version);
+        if let Some(winner) = &winner {
+            self.repair(&table, winner, &answers);
+        }
+        Ok(winner)
+    }
+
+    /// Sends the winning entry to answering replicas that had an older one (or
+    /// none); best effort, the reply does not wait for it.
+    fn repair(&self, table: &str, winner: &Entry, answers: &[(Route, Option<Entry>)]) {
+        let me = self.me();
+        for (route, entry) in answers {
+            let stale = entry.as_ref().is_none_or(|e| e.version < winner.version);
+            if !stale {
+                continue;
+            }
+            self.metrics.read_repairs.inc();
+            if route.name == me {
+                self.store
+                    .apply_batch(vec![(table.to_string(), winner.clone())]);
+            } else {
+                let batch = ReplicateBatch {
+                    items: vec![(table.to_string(), winner.clone())],
+                };
+                let fut = self
+                    .link
+                    .replicate(route.addr, batch, crate::batcher::BATCH_TIMEOUT);
+                tokio::spawn(async move {
+                    let _ = fut.await;
+                });
+            }
+        }
+    }
+
+    /// Visible entries whose key starts with `prefix`, merged from every node
+    /// hosting the table (highest version per key), in key order.
+    pub async fn scan(
+        &self,
+        table: &str,
+        prefix: Vec<u8>,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>, ReadError> {
+        let handle = self
+            .store
+            .table(table)
+            .ok_or_else(|| ReadError::UnknownTable(table.to_string()))?;
+        let limit = limit.min(SCAN_LIMIT_MAX);
+        let placement = self.placement.borrow().clone();
+        let hosts = placement.hosts(handle.service());
+        let me = self.me();
+        let mut merged: HashMap<Key, Entry> = HashMap::new();
+        let mut pending = FuturesUnordered::new();
+        for route in hosts {
+            if route.name == me {
+                for e in local_scan(&handle, &prefix, limit) {
+                    merge(&mut merged, e);
+                }
+            } else {
+                pending.push(self.link.scan(
+                    route.addr,
+                    table.to_string(),
+                    prefix.clone(),
+                    limit,
+                    timeout,
+                ));
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, pending.next()).await {
+            for e in answer.unwrap_or_default() {
+                merge(&mut merged, e);
+            }
+        }
+        let now = self.store.hlc().wall_ms();
+        let margin = self.store.skew_margin_ms();
+        let mut visible: Vec<Entry> = merged
+            .into_values()
+            .filter(|e| e.visible_at(now, margin))
+            .collect();
+        visible.sort_by(|a, b| a.key.cmp(&b.key));
+        visible.truncate(limit as usize);
+        Ok(visible)
+    }
+}
+
+fn merge(merged: &mut HashMap<Key, Entry>, e: Entry) {
+    match merged.get(&e.key) {
+        Some(known) if known.version >= e.version => {}
+        _ => {
+            merged.insert(e.key.clone(), e);
+        }
+    }
+}
+
+/// Stored entries (any state) with `prefix`, in key order, at most `limit`.
+pub fn local_scan(handle: &TableHandle, prefix: &[u8], limit: u32) -> Vec<Entry> {
+    let table = handle.lock();
+    let mut found: Vec<Entry> = Slot::all()
+        .flat_map(|s| {
+            table
+                .slot_entries(s)
+                .filter(|e| e.key.as_bytes().starts_with(prefix))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    found.truncate(limit.min(SCAN_LIMIT_MAX) as usize);
+    found
+}

@@ -1,0 +1,23 @@
+//! geoul-store: the local core of geoul's replicated store.
+//!
+//! * `value` — documents of typed fields and their compact encoding;
+//! * `hlc` — hybrid logical clock with an injected wall clock;
+//! * `entry` — keys, versions (last-writer-wins), entries and their digest hash;
+//! * `options` — what a service declares about a table;
+//! * `table` — one table's local copy: apply, read-time expiry, sweeper, per-slot
+//!   digests.
+//!
+//! Architecture invariant: no IO, no async, no clock reads except through
+//! [`hlc::Clock`]; replication and durability are layered on top.
+
+pub mod entry;
+pub mod hlc;
+pub mod options;
+pub mod table;
+pub mod value;
+
+pub use entry::{Entry, Key, KeyError, Origin, Version, KEY_BYTES_MAX};
+pub use hlc::{Clock, ClockSkewError, Hlc, ManualClock, SystemClock, Timestamp};
+pub use options::{Ack, Durability, Replication, SpecError, TableOptions, TableSpec};
+pub use table::{Applied, SweepStats, Table, TableStats, Ttl, Visible};
+pub use value::{DocError, Document, EncodedDoc, Value};
