@@ -98,6 +98,9 @@ pub enum KvResponse {
     Written {
         /// The write's version timestamp (raw HLC).
         version: u64,
+        /// The write's version origin (node name hash and generation); with
+        /// `version` it identifies the write uniquely.
+        origin: u64,
         /// Acks received.
         acked: u32,
         /// Replicas of the slot.
@@ -253,6 +256,7 @@ async fn write<L: ReplicaLink>(
         .map_err(|e| e.to_string())?;
     Ok(KvResponse::Written {
         version: outcome.version.ts.raw(),
+        origin: outcome.version.origin.raw(),
         acked: u32::try_from(outcome.acked).unwrap_or(u32::MAX),
         replicas: u32::try_from(outcome.replicas).unwrap_or(u32::MAX),
     })

@@ -13,6 +13,7 @@ use std::time::Duration;
 use geoul_membership::{MemberState, MembershipConfig, MembershipEvent, ServiceHealth, Snapshot};
 use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_node::{Node, NodeParams};
+use geoul_store::Durability;
 use geoul_transport::ClusterSecret;
 use tokio::sync::mpsc;
 
@@ -35,6 +36,10 @@ pub struct SimOptions {
     pub tick: Duration,
     /// Upper bound of one-way message latency (turmoil draws below it).
     pub max_latency: Duration,
+    /// Durability of the `kv` table. `Disk` keeps each node's store in a real
+    /// temporary directory that survives simulated crashes (like a disk survives
+    /// `kill -9`); every batch is fsynced before it is acknowledged.
+    pub kv_durability: Durability,
 }
 
 impl Default for SimOptions {
@@ -44,6 +49,7 @@ impl Default for SimOptions {
             membership: MembershipConfig::default(),
             tick: Duration::from_millis(2),
             max_latency: Duration::from_millis(5),
+            kv_durability: Durability::Memory,
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct SimCluster<'a> {
     running: BTreeSet<String>,
     observed: Shared,
     loss: Arc<Loss>,
+    /// Node data directories (kept alive as long as the cluster).
+    _dirs: Option<tempfile::TempDir>,
 }
 
 impl<'a> SimCluster<'a> {
@@ -107,8 +115,24 @@ impl<'a> SimCluster<'a> {
             Ok(secret) => secret,
             Err(e) => panic!("literal secret is valid: {e}"),
         };
+        // tmpfs when available: simulated crashes never lose the page cache, so
+        // real fsync latency would only slow the simulation down.
+        let shm = std::path::Path::new("/dev/shm");
+        let dirs = match options.kv_durability {
+            Durability::Disk => match if shm.is_dir() {
+                tempfile::tempdir_in(shm)
+            } else {
+                tempfile::tempdir()
+            } {
+                Ok(dir) => Some(dir),
+                Err(e) => panic!("simulation needs a temporary directory: {e}"),
+            },
+            Durability::Memory => None,
+        };
         for (index, name) in names.iter().enumerate() {
             let host = HostSpec {
+                tables_dir: dirs.as_ref().map(|d| d.path().join(name)),
+                kv_durability: options.kv_durability,
                 name: name.clone(),
                 peers: names.clone(),
                 secret: secret.clone(),
@@ -126,6 +150,7 @@ impl<'a> SimCluster<'a> {
             running,
             observed,
             loss,
+            _dirs: dirs,
         }
     }
 
@@ -180,6 +205,22 @@ impl<'a> SimCluster<'a> {
         let mut observed = lock(&self.observed);
         observed.views.remove(name);
         observed.commands.remove(name);
+    }
+
+    /// Destroys a crashed node's durable data, as if its disk was replaced.
+    pub fn wipe_data(&self, name: &str) -> Result<(), String> {
+        if self.running.contains(name) {
+            return Err(format!("{name} is running; crash it first"));
+        }
+        let Some(dirs) = &self._dirs else {
+            return Ok(());
+        };
+        let dir = dirs.path().join(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("wiping {}: {e}", dir.display())),
+        }
     }
 
     /// Starts a crashed node again, with a higher generation.
@@ -389,6 +430,8 @@ impl<'a> SimCluster<'a> {
 #[derive(Clone)]
 struct HostSpec {
     name: String,
+    tables_dir: Option<std::path::PathBuf>,
+    kv_durability: Durability,
     peers: Vec<String>,
     secret: ClusterSecret,
     membership: MembershipConfig,
@@ -426,10 +469,10 @@ impl HostSpec {
             generation,
             rng_seed: self.rng_seed.wrapping_add(generation << 32),
             clock: crate::clock::SimClock::new(0),
-            tables_dir: None,
+            tables_dir: self.tables_dir.clone(),
             sync: geoul_storage::SyncPolicy::EveryBatch,
             kv: geoul_store::TableOptions {
-                durability: geoul_store::Durability::Memory,
+                durability: self.kv_durability,
                 ..geoul_node::kv::default_options()
             },
             skew_margin: Duration::from_millis(200),

@@ -38,7 +38,7 @@ pub fn check_seeds(test: &str, default_count: u64, scenario: impl Fn(u64) -> Res
     for seed in seeds(default_count) {
         if let Err(e) = scenario(seed) {
             panic!(
-                "{test} failed with seed {seed}: {e}\nreproduce: GEOUL_SIM_SEED={seed} cargo test -p geoul-sim --test membership {test}"
+                "{test} failed with seed {seed}: {e}\nreproduce: GEOUL_SIM_SEED={seed} cargo test -p geoul-sim {test}"
             );
         }
     }
