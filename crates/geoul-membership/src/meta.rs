@@ -20,6 +20,11 @@ pub const SERVICE_NAME_BYTES_MAX: usize = 48;
 /// Longest health reason, in bytes: enough for "disk full" or "syncing 40 %",
 /// not for a stack trace.
 pub const HEALTH_REASON_BYTES_MAX: usize = 64;
+/// Tables one node may declare in its metadata.
+pub const TABLES_PER_NODE_MAX: usize = 16;
+/// Longest table options summary, in bytes.
+pub const TABLE_SUMMARY_BYTES_MAX: usize = 64;
+
 /// Largest encoded metadata item. With the foca header and a few member updates it
 /// must stay inside the 1400-byte gossip datagram.
 pub const META_BYTES_MAX: usize = 900;
@@ -67,6 +72,9 @@ pub struct NodeMeta {
     pub services: BTreeMap<String, ServiceHealth>,
     /// Set just before a graceful leave, so peers record `left`, not `dead`.
     pub leaving: bool,
+    /// Tables this node declares: name → options summary. Nodes compare them so
+    /// that a conflicting declaration is refused instead of splitting placement.
+    pub tables: BTreeMap<String, String>,
 }
 
 /// Why metadata was refused.
@@ -114,6 +122,7 @@ impl NodeMeta {
             admin,
             services: BTreeMap::new(),
             leaving: false,
+            tables: BTreeMap::new(),
         }
     }
 
@@ -130,6 +139,23 @@ impl NodeMeta {
             return Err(MetaError::TooManyServices {
                 count: self.services.len(),
             });
+        }
+        if self.tables.len() > TABLES_PER_NODE_MAX {
+            return Err(MetaError::TooLong {
+                what: "table list",
+                len: self.tables.len(),
+                max: TABLES_PER_NODE_MAX,
+            });
+        }
+        for (name, summary) in &self.tables {
+            validate_service_name(name)?;
+            if summary.len() > TABLE_SUMMARY_BYTES_MAX {
+                return Err(MetaError::TooLong {
+                    what: "table options summary",
+                    len: summary.len(),
+                    max: TABLE_SUMMARY_BYTES_MAX,
+                });
+            }
         }
         for (name, health) in &self.services {
             validate_service_name(name)?;

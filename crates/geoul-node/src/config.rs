@@ -467,6 +467,45 @@ mod tests {
     }
 
     #[test]
+    fn storage_and_kv_settings_are_validated() {
+        let kv = RawKv {
+            replication_factor: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            field_of(RawConfig {
+                kv: Some(kv),
+                ..raw()
+            }),
+            "kv.replication_factor"
+        );
+        assert_eq!(
+            field_of(RawConfig {
+                fsync_period_ms: Some(FSYNC_PERIOD_MAX_MS + 1),
+                ..raw()
+            }),
+            "fsync_period_ms"
+        );
+        let c = NodeConfig::resolve(
+            RawConfig {
+                fsync_period_ms: Some(10),
+                kv: Some(RawKv {
+                    replicate_to_all: Some(true),
+                    write_ack: Some(Ack::One),
+                    ..Default::default()
+                }),
+                ..raw()
+            },
+            false,
+        )
+        .expect("valid");
+        assert_eq!(c.sync, SyncPolicy::Periodic(Duration::from_millis(10)));
+        assert_eq!(c.kv.replication, Replication::All);
+        assert_eq!(c.kv.write_ack, Ack::One);
+        assert_eq!(c.services, vec!["kv".to_string()]);
+    }
+
+    #[test]
     fn error_line_reads_well() {
         let e = NodeConfig::resolve(
             RawConfig {

@@ -77,3 +77,114 @@ impl Collector for TransportCollector {
         open.encode(metric)
     }
 }
+
+/// Work done by the expiry sweeper, per node.
+#[derive(Debug, Default)]
+pub struct SweepCounters {
+    /// Entries examined.
+    pub examined: std::sync::atomic::AtomicU64,
+    /// Values dropped because they expired.
+    pub expired: std::sync::atomic::AtomicU64,
+}
+
+/// Reads one number out of a table's stats.
+type StatField = fn(&geoul_store::TableStats) -> u64;
+
+/// Reads table sizes, sweeper work and durable-store counters at scrape time.
+#[derive(Debug)]
+pub struct StoreCollector {
+    /// The tables.
+    pub store: Arc<geoul_replication::LocalStore>,
+    /// Sweeper counters.
+    pub sweep: Arc<SweepCounters>,
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tables = self.store.tables();
+        let gauges: [(&str, &str, StatField); 3] = [
+            ("geoul_table_values", "Entries holding a value", |s| {
+                s.values
+            }),
+            (
+                "geoul_table_markers",
+                "Deletes and swept expiry markers",
+                |s| s.markers,
+            ),
+            (
+                "geoul_table_bytes",
+                "Key and value bytes held in memory",
+                |s| s.bytes,
+            ),
+        ];
+        for (name, help, get) in gauges {
+            let mut metric = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for t in &tables {
+                let value = get(&t.lock().stats());
+                let labels = [("table", t.spec().name.as_str())];
+                let family = metric.encode_family(&labels)?;
+                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(family)?;
+            }
+        }
+        for (name, help, value) in [
+            (
+                "geoul_sweeper_examined",
+                "Entries examined by the expiry sweeper",
+                &self.sweep.examined,
+            ),
+            (
+                "geoul_sweeper_expired",
+                "Values dropped by the expiry sweeper",
+                &self.sweep.expired,
+            ),
+        ] {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        if let Some(disk) = self.store.disk() {
+            let stats = disk.stats();
+            let latency = &stats.sync_latency;
+            let buckets: Vec<(f64, u64)> = geoul_storage::SYNC_LATENCY_BUCKETS_MICROS
+                .iter()
+                .map(|us| *us as f64 / 1e6)
+                .chain(std::iter::once(f64::INFINITY))
+                .zip(latency.buckets.iter().copied())
+                .collect();
+            let mut metric = encoder.encode_descriptor(
+                "geoul_storage_fsync_seconds",
+                "Latency of durable commits (dirty pages plus fsyncs)",
+                None,
+                prometheus_client::metrics::MetricType::Histogram,
+            )?;
+            metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                latency.sum.as_secs_f64(),
+                latency.count,
+                &buckets,
+                None,
+            )?;
+            for (name, help, value) in [
+                (
+                    "geoul_storage_batches",
+                    "Batches committed to the durable store",
+                    stats.batches,
+                ),
+                (
+                    "geoul_storage_sync_failures",
+                    "Durable commits that failed",
+                    stats.sync_failures,
+                ),
+            ] {
+                let counter = ConstCounter::new(value);
+                let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+                counter.encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -112,6 +112,11 @@ impl<N: Net> Node<N> {
             meta.services
                 .insert(service.clone(), ServiceHealth::Healthy);
         }
+        let store = Arc::new(open_store(&params)?);
+        let uses = store.table_uses();
+        for u in &uses {
+            meta.tables.insert(u.table.clone(), u.summary.clone());
+        }
         let membership_metrics = MembershipMetrics::default();
         let options = MembershipOptions {
             bind: params.bind,
@@ -132,7 +137,6 @@ impl<N: Net> Node<N> {
             rng_seed: Some(params.rng_seed),
             ..TransportConfig::default()
         };
-        let store = Arc::new(open_store(&params)?);
         let cell: ReplicatorCell<N> = Arc::default();
         let transport = Transport::bind(
             net,
@@ -144,11 +148,6 @@ impl<N: Net> Node<N> {
         .await?;
         let (placement_tx, placement_rx) =
             tokio::sync::watch::channel(Arc::new(Placement::default()));
-        let uses: Vec<(String, geoul_placement::Replication)> = store
-            .tables()
-            .iter()
-            .map(|t| (t.service().to_string(), t.spec().options.replication))
-            .collect();
         let placement_task = tokio::spawn(follow_placement(
             membership.clone(),
             params.name.clone(),
@@ -165,10 +164,12 @@ impl<N: Net> Node<N> {
         ));
         // The cell is fresh and set exactly once, here.
         let _ = cell.set(replicator.clone());
-        let sweeper = tokio::spawn(sweep_forever(store));
+        let sweep = Arc::new(crate::metrics::SweepCounters::default());
+        let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep.clone()));
         let mut registry = Registry::default();
         membership_metrics.register(&mut registry);
         replication_metrics.register(&mut registry);
+        registry.register_collector(Box::new(crate::metrics::StoreCollector { store, sweep }));
         registry.register_collector(Box::new(TransportCollector(transport.metrics())));
         tracing::info!(
             name = %params.name,
@@ -267,13 +268,27 @@ fn open_store(params: &NodeParams) -> Result<LocalStore, NodeError> {
 async fn follow_placement(
     membership: Membership,
     me: String,
-    uses: Vec<(String, geoul_placement::Replication)>,
+    uses: Vec<geoul_replication::TableUse>,
     placement: tokio::sync::watch::Sender<Arc<Placement>>,
 ) {
     let mut snapshots = membership.snapshots();
+    let mut reported: Vec<geoul_replication::Conflict> = Vec::new();
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
-        placement.send_replace(Arc::new(Placement::compute(&snapshot.view, &me, &uses)));
+        let next = Placement::compute(&snapshot.view, &me, &uses);
+        for c in next.conflicts() {
+            if !reported.contains(c) {
+                tracing::error!(
+                    table = %c.table,
+                    node = %c.node,
+                    ours = %c.ours,
+                    theirs = %c.theirs,
+                    "refusing a conflicting table declaration: that node is left out of this table's placement"
+                );
+            }
+        }
+        reported = next.conflicts().to_vec();
+        placement.send_replace(Arc::new(next));
         if snapshots.changed().await.is_err() {
             return;
         }
@@ -281,14 +296,19 @@ async fn follow_placement(
 }
 
 /// Drops expired values in bounded passes, forever.
-async fn sweep_forever(store: Arc<LocalStore>) {
+async fn sweep_forever(store: Arc<LocalStore>, counters: Arc<crate::metrics::SweepCounters>) {
+    use std::sync::atomic::Ordering;
     let mut tick = tokio::time::interval(SWEEP_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = store.hlc().wall_ms();
         for table in store.tables() {
-            table.lock().sweep(now, SWEEP_BUDGET);
+            let stats = table.lock().sweep(now, SWEEP_BUDGET);
+            counters
+                .examined
+                .fetch_add(stats.examined, Ordering::Relaxed);
+            counters.expired.fetch_add(stats.expired, Ordering::Relaxed);
         }
     }
 }

@@ -15,9 +15,24 @@ pub mod placement;
 pub mod replicator;
 
 pub use local::{LocalStore, StoreError, TableHandle};
+
+impl LocalStore {
+    /// How this node declares each of its tables, for placement and gossip.
+    pub fn table_uses(&self) -> Vec<TableUse> {
+        self.tables()
+            .iter()
+            .map(|t| TableUse {
+                table: t.spec().name.clone(),
+                service: t.service().to_string(),
+                replication: t.spec().options.replication,
+                summary: t.spec().options.summary(),
+            })
+            .collect()
+    }
+}
 pub use messages::{BatchAck, LinkError, ReplicaLink, ReplicateBatch};
 pub use metrics::ReplicationMetrics;
-pub use placement::{Placement, Route};
+pub use placement::{Conflict, Placement, Route, TableUse};
 pub use replicator::{
     local_scan, ReadError, ReadLevel, Replicator, WriteError, WriteOutcome, WriteRequest,
 };

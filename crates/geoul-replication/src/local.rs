@@ -120,6 +120,16 @@ pub struct LocalStore {
     disk: Option<Arc<DiskStore>>,
 }
 
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.tables().iter().map(|t| t.spec.name.clone()).collect();
+        f.debug_struct("LocalStore")
+            .field("tables", &names)
+            .field("durable", &self.disk.is_some())
+            .finish()
+    }
+}
+
 impl LocalStore {
     /// A store versioning with `hlc`, expiring with `skew_margin`, persisting
     /// `Disk` tables in `disk`.
@@ -135,6 +145,11 @@ impl LocalStore {
     /// The clock.
     pub fn hlc(&self) -> &Arc<Hlc> {
         &self.hlc
+    }
+
+    /// The durable store, if this node has one.
+    pub fn disk(&self) -> Option<&Arc<DiskStore>> {
+        self.disk.as_ref()
     }
 
     /// The skew margin used for expiry, in ms.

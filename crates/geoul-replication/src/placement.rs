@@ -1,19 +1,35 @@
 //! Who holds which slot right now: placement maps computed from the membership
 //! view, plus how to reach each node.
 //!
-//! Owns: [`Placement`], rebuilt on every membership change. Does not own: the
-//! hashing (`geoul-placement`) or liveness decisions (membership).
+//! Owns: [`Placement`], rebuilt on every membership change, and the refusal of
+//! conflicting table declarations. Does not own: the hashing (`geoul-placement`)
+//! or liveness decisions (membership).
 //!
 //! Placement candidates are members that host the table's service and are alive
 //! *or suspect*: slots move only when a node is declared dead (DESIGN.md §6), so
 //! a brief suspicion does not reshuffle data. Routing is stricter: requests
-//! prefer replicas that are alive and healthy.
+//! prefer replicas that are alive and healthy. A member that declares the table
+//! with other options is left out (and reported): every replica must apply the
+//! same rules, and two placements of one table would split it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use geoul_membership::{MemberState, ServiceHealth, View};
 use geoul_placement::{PlacementMap, Replication, Slot};
+
+/// A table as this node declares it, for placement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableUse {
+    /// Table name.
+    pub table: String,
+    /// Service hosting it.
+    pub service: String,
+    /// Its replication.
+    pub replication: Replication,
+    /// Its options summary (compared with other nodes' declarations).
+    pub summary: String,
+}
 
 /// How to reach one node, and whether to prefer it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,50 +44,81 @@ pub struct Route {
     pub healthy: bool,
 }
 
-/// Placement of every (service, replication) in use, from one membership view.
+/// A member left out of a table's placement because it declares it differently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// Table.
+    pub table: String,
+    /// The member.
+    pub node: String,
+    /// Our declaration.
+    pub ours: String,
+    /// Theirs.
+    pub theirs: String,
+}
+
+/// Placement of every table in use, from one membership view.
 #[derive(Debug, Default)]
 pub struct Placement {
     me: String,
-    maps: HashMap<(String, Replication), PlacementMap>,
+    maps: HashMap<String, PlacementMap>,
     routes: HashMap<(String, String), Route>,
+    conflicts: Vec<Conflict>,
 }
 
 impl Placement {
-    /// Computes placement for each `(service, replication)` from `view`.
-    pub fn compute(view: &View, me: &str, uses: &[(String, Replication)]) -> Self {
+    /// Computes placement for each table in `uses` from `view`.
+    pub fn compute(view: &View, me: &str, uses: &[TableUse]) -> Self {
         let mut maps = HashMap::new();
         let mut routes = HashMap::new();
-        for (service, replication) in uses {
-            let hosts: Vec<(String, Route)> = view
-                .members
-                .values()
-                .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-                .filter_map(|m| {
-                    let health = m.meta.as_ref()?.services.get(service)?;
-                    let route = Route {
-                        name: m.id.name.clone(),
-                        addr: m.id.addr,
-                        alive: m.state == MemberState::Alive,
-                        healthy: !matches!(health, ServiceHealth::Unhealthy(_)),
-                    };
-                    Some((m.id.name.clone(), route))
-                })
-                .collect();
-            let names: Vec<&str> = hosts.iter().map(|(n, _)| n.as_str()).collect();
-            match PlacementMap::compute(&names, *replication) {
-                Ok(map) => {
-                    maps.insert((service.clone(), *replication), map);
+        let mut conflicts = Vec::new();
+        for table_use in uses {
+            let mut hosts: Vec<(String, Route)> = Vec::new();
+            for m in view.members.values() {
+                if !matches!(m.state, MemberState::Alive | MemberState::Suspect) {
+                    continue;
                 }
-                Err(e) => tracing::error!(%service, error = %e, "placement failed"),
+                let Some(meta) = m.meta.as_ref() else {
+                    continue;
+                };
+                let Some(health) = meta.services.get(&table_use.service) else {
+                    continue;
+                };
+                if let Some(theirs) = meta.tables.get(&table_use.table) {
+                    if *theirs != table_use.summary {
+                        conflicts.push(Conflict {
+                            table: table_use.table.clone(),
+                            node: m.id.name.clone(),
+                            ours: table_use.summary.clone(),
+                            theirs: theirs.clone(),
+                        });
+                        continue;
+                    }
+                }
+                let route = Route {
+                    name: m.id.name.clone(),
+                    addr: m.id.addr,
+                    alive: m.state == MemberState::Alive,
+                    healthy: !matches!(health, ServiceHealth::Unhealthy(_)),
+                };
+                hosts.push((m.id.name.clone(), route));
+            }
+            let names: Vec<&str> = hosts.iter().map(|(n, _)| n.as_str()).collect();
+            match PlacementMap::compute(&names, table_use.replication) {
+                Ok(map) => {
+                    maps.insert(table_use.table.clone(), map);
+                }
+                Err(e) => tracing::error!(table = %table_use.table, error = %e, "placement failed"),
             }
             for (name, route) in hosts {
-                routes.insert((service.clone(), name), route);
+                routes.insert((table_use.table.clone(), name), route);
             }
         }
         Self {
             me: me.to_string(),
             maps,
             routes,
+            conflicts,
         }
     }
 
@@ -80,26 +127,31 @@ impl Placement {
         &self.me
     }
 
-    /// The replicas of `slot`, preferred first.
-    pub fn replicas(&self, service: &str, replication: Replication, slot: Slot) -> Vec<Route> {
-        let Some(map) = self.maps.get(&(service.to_string(), replication)) else {
+    /// Members left out because they declare a table differently.
+    pub fn conflicts(&self) -> &[Conflict] {
+        &self.conflicts
+    }
+
+    /// The replicas of `slot` of `table`, preferred first.
+    pub fn replicas(&self, table: &str, slot: Slot) -> Vec<Route> {
+        let Some(map) = self.maps.get(table) else {
             return Vec::new();
         };
         map.replicas(slot)
             .filter_map(|name| {
                 self.routes
-                    .get(&(service.to_string(), name.to_string()))
+                    .get(&(table.to_string(), name.to_string()))
                     .cloned()
             })
             .collect()
     }
 
-    /// Every node hosting `service` (for scans that cover all slots).
-    pub fn hosts(&self, service: &str) -> Vec<Route> {
+    /// Every node holding part of `table` (for scans that cover all slots).
+    pub fn hosts(&self, table: &str) -> Vec<Route> {
         let mut hosts: Vec<Route> = self
             .routes
             .iter()
-            .filter(|((s, _), _)| s == service)
+            .filter(|((t, _), _)| t == table)
             .map(|(_, r)| r.clone())
             .collect();
         hosts.sort_by(|a, b| a.name.cmp(&b.name));
@@ -108,10 +160,79 @@ impl Placement {
 
     /// The replicas of `slot` in routing order: this node first if it is one,
     /// then alive and healthy ones, then the rest, each group by preference.
-    pub fn routing_order(&self, service: &str, replication: Replication, slot: Slot) -> Vec<Route> {
-        let mut replicas = self.replicas(service, replication, slot);
+    pub fn routing_order(&self, table: &str, slot: Slot) -> Vec<Route> {
+        let mut replicas = self.replicas(table, slot);
         // A stable sort keeps the rendezvous preference inside each group.
         replicas.sort_by_key(|r| (r.name != self.me, !(r.alive && r.healthy)));
         replicas
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geoul_membership::{MemberInfo, NodeId, NodeMeta};
+
+    fn member(name: &str, port: u16, kv: Option<&str>, state: MemberState) -> MemberInfo {
+        let id = NodeId::new(name, SocketAddr::from(([127, 0, 0, 1], port)), 1);
+        let mut meta = NodeMeta::new(id.clone(), None);
+        meta.services.insert("kv".into(), ServiceHealth::Healthy);
+        if let Some(summary) = kv {
+            meta.tables.insert("kv".into(), summary.into());
+        }
+        MemberInfo {
+            incarnation: id.incarnation(0),
+            id,
+            state,
+            meta: Some(meta),
+            is_self: false,
+        }
+    }
+
+    fn uses() -> Vec<TableUse> {
+        vec![TableUse {
+            table: "kv".into(),
+            service: "kv".into(),
+            replication: Replication::Factor(3),
+            summary: "factor3/quorum/disk/ttl-/max-".into(),
+        }]
+    }
+
+    #[test]
+    fn conflicting_declarations_and_dead_nodes_are_left_out() {
+        let mut view = View::default();
+        view.offer(member(
+            "a",
+            1,
+            Some("factor3/quorum/disk/ttl-/max-"),
+            MemberState::Alive,
+        ));
+        view.offer(member(
+            "b",
+            2,
+            Some("factor3/quorum/disk/ttl-/max-"),
+            MemberState::Suspect,
+        ));
+        view.offer(member(
+            "c",
+            3,
+            Some("factor2/one/memory/ttl-/max-"),
+            MemberState::Alive,
+        ));
+        view.offer(member("d", 4, None, MemberState::Dead));
+        let p = Placement::compute(&view, "a", &uses());
+        assert_eq!(p.conflicts().len(), 1);
+        assert_eq!(p.conflicts()[0].node, "c");
+        let hosts: Vec<String> = p.hosts("kv").into_iter().map(|r| r.name).collect();
+        assert_eq!(hosts, vec!["a", "b"]);
+        for slot in Slot::all().take(50) {
+            let order = p.routing_order("kv", slot);
+            assert_eq!(order.len(), 2);
+            assert_eq!(order[0].name, "a", "this node first");
+            assert!(
+                !order[1].alive,
+                "suspect b is kept for placement but marked"
+            );
+        }
     }
 }

@@ -195,7 +195,7 @@ impl<L: ReplicaLink> Replicator<L> {
 
     fn replicas(&self, handle: &TableHandle, slot: Slot) -> Vec<Route> {
         let placement = self.placement.borrow().clone();
-        placement.routing_order(handle.service(), handle.spec().options.replication, slot)
+        placement.routing_order(&handle.spec().name, slot)
     }
 
     fn me(&self) -> String {
@@ -473,7 +473,7 @@ impl<L: ReplicaLink> Replicator<L> {
             .ok_or_else(|| ReadError::UnknownTable(table.to_string()))?;
         let limit = limit.min(SCAN_LIMIT_MAX);
         let placement = self.placement.borrow().clone();
-        let hosts = placement.hosts(handle.service());
+        let hosts = placement.hosts(&handle.spec().name);
         let me = self.me();
         let mut merged: HashMap<Key, Entry> = HashMap::new();
         let mut pending = FuturesUnordered::new();

@@ -61,6 +61,31 @@ pub struct TableOptions {
     pub max_entries: Option<u64>,
 }
 
+impl TableOptions {
+    /// A short, stable text form, gossiped so every node can compare
+    /// declarations (e.g. `factor3/quorum/disk/ttl-/max-`).
+    pub fn summary(&self) -> String {
+        let replication = match self.replication {
+            Replication::All => "all".to_string(),
+            Replication::Factor(n) => format!("factor{n}"),
+        };
+        let ack = match self.write_ack {
+            Ack::One => "one",
+            Ack::Quorum => "quorum",
+            Ack::All => "all",
+        };
+        let durability = match self.durability {
+            Durability::Memory => "memory",
+            Durability::Disk => "disk",
+        };
+        let ttl = self
+            .default_ttl
+            .map_or("-".to_string(), |t| format!("{}ms", t.as_millis()));
+        let max = self.max_entries.map_or("-".to_string(), |m| m.to_string());
+        format!("{replication}/{ack}/{durability}/ttl{ttl}/max{max}")
+    }
+}
+
 /// A table name plus its options, as a service declares it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableSpec {
