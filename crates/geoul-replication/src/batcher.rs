@@ -141,3 +141,60 @@ async fn run<L: ReplicaLink>(
         });
     }
 }
+
+/// Applies this node's own share of writes in batches, like a peer would: many
+/// concurrent writes whose replica set includes this node cost one durable
+/// commit instead of one each.
+#[derive(Clone)]
+pub struct LocalApplier {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl LocalApplier {
+    /// Starts the task applying to `store`.
+    pub fn spawn(store: Arc<crate::local::LocalStore>, metrics: ReplicationMetrics) -> Self {
+        let (queue, mut rx) = mpsc::channel::<Pending>(PEER_QUEUE_ENTRIES_MAX);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH_ENTRIES_MAX {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                metrics.batch_entries.observe(batch.len() as f64);
+                let (items, dones): (Vec<(String, Entry)>, Vec<oneshot::Sender<EntryAck>>) = batch
+                    .into_iter()
+                    .map(|p| ((p.table, p.entry), p.done))
+                    .unzip();
+                let results = store.apply_batch(items);
+                for (result, done) in results.into_iter().zip(dones) {
+                    let _ = done.send(result.map(|_| ()));
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Queues `entry` for local apply; completes when applied (and persisted).
+    pub async fn submit(
+        &self,
+        table: &str,
+        entry: Entry,
+        deadline: Instant,
+    ) -> oneshot::Receiver<EntryAck> {
+        let (done, rx) = oneshot::channel();
+        let pending = Pending {
+            table: table.to_string(),
+            entry,
+            done,
+        };
+        if let Ok(Err(mpsc::error::SendError(p))) =
+            tokio::time::timeout_at(deadline, self.queue.send(pending)).await
+        {
+            let _ = p.done.send(Err("local applier stopped".into()));
+        }
+        rx
+    }
+}

@@ -260,11 +260,23 @@ impl LocalStore {
                 value: Some(bytes),
             })
             .collect();
-        disk.write_batch(&records)
-            .map_err(|source| StoreError::Storage {
-                table: items[0].0.clone(),
-                source,
-            })
+        run_blocking(|| disk.write_batch(&records)).map_err(|source| StoreError::Storage {
+            table: items[0].0.clone(),
+            source,
+        })
+    }
+}
+
+/// Runs disk work that may block for milliseconds (fsync). On a multi-threaded
+/// runtime the worker hands its other tasks to the rest of the pool meanwhile; on
+/// a current-thread runtime (the simulator) it runs inline, which keeps the
+/// simulation deterministic.
+fn run_blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

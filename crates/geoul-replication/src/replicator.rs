@@ -24,7 +24,7 @@ use geoul_store::{Ack, DocError, Document, Entry, Key, Origin, Version};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::batcher::PeerBatcher;
+use crate::batcher::{LocalApplier, PeerBatcher};
 use crate::local::{LocalStore, TableHandle};
 use crate::messages::{ReplicaLink, ReplicateBatch};
 use crate::metrics::{OpLabels, ReplicationMetrics};
@@ -158,6 +158,7 @@ pub struct Replicator<L: ReplicaLink> {
     link: Arc<L>,
     placement: watch::Receiver<Arc<Placement>>,
     batchers: Mutex<HashMap<SocketAddr, PeerBatcher>>,
+    local: LocalApplier,
     metrics: ReplicationMetrics,
 }
 
@@ -171,12 +172,14 @@ impl<L: ReplicaLink> Replicator<L> {
         placement: watch::Receiver<Arc<Placement>>,
         metrics: ReplicationMetrics,
     ) -> Self {
+        let local = LocalApplier::spawn(store.clone(), metrics.clone());
         Self {
             store,
             origin,
             link,
             placement,
             batchers: Mutex::new(HashMap::new()),
+            local,
             metrics,
         }
     }
@@ -265,12 +268,8 @@ impl<L: ReplicaLink> Replicator<L> {
         let mut acked = 0usize;
         for route in &replicas {
             if route.name == me {
-                let applied = self
-                    .store
-                    .apply_batch(vec![(req.table.clone(), entry.clone())]);
-                if applied.first().is_some_and(Result::is_ok) {
-                    acked += 1;
-                }
+                let rx = self.local.submit(&req.table, entry.clone(), deadline).await;
+                pending.push(rx);
             } else {
                 let rx = self
                     .batcher(route.addr)
