@@ -1,8 +1,11 @@
 //! Command-line grammar. Flags mirror the TOML keys (`--data-dir` = `data_dir`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::cluster_client::{parse_timeout, parse_ttl};
 
 /// Default first cluster port of `geoul up` (node-1 binds it, node-i binds +i-1).
 pub const UP_BASE_PORT: u16 = 7001;
@@ -27,6 +30,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Benchmarks against a peer system started in the same run.
     Bench(BenchArgs),
+    /// Read and write the replicated key-value store (the `kv` service).
+    #[command(after_help = KV_EXIT_CODES)]
+    Kv(KvArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -148,4 +154,104 @@ pub struct DetectArgs {
     /// Keep the temporary directory (node logs, Redis logs) after a successful run.
     #[arg(long)]
     pub keep_logs: bool,
+}
+
+/// Where a client command finds the cluster and its secret.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Cluster addresses, HOST:PORT[,HOST:PORT...]; the first reachable one
+    /// serves the request [default: 127.0.0.1:7001].
+    #[arg(long, global = true, env = "GEOUL_CLUSTER", value_delimiter = ',')]
+    pub cluster: Option<Vec<String>>,
+    /// File holding the cluster secret; else GEOUL_CLUSTER_SECRET (the secret
+    /// itself), else geoul-data/cluster.secret (written by `geoul up`).
+    #[arg(long, global = true)]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+/// What `geoul kv --help` says about exit codes.
+const KV_EXIT_CODES: &str = "Exit codes: 0 ok (also when `get` or `ttl` finds no key: they print \
+`(nil)`, or `null` with --json), 1 runtime failure (one-line reason on stderr), 2 usage error.";
+
+/// `geoul kv` and its flags shared by every subcommand.
+#[derive(Args, Debug)]
+pub struct KvArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print JSON (the API's field names) instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Deadline of the request on the server (e.g. 500ms, 2s; at most 60s).
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: KvCommand,
+}
+
+/// Write acknowledgement level.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckArg {
+    /// One replica applied it.
+    One,
+    /// A majority of the key's replicas applied it.
+    Quorum,
+    /// Every replica of the key applied it.
+    All,
+}
+
+/// Read consistency.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsistencyArg {
+    /// One replica's copy (this node's if it is one).
+    One,
+    /// The newest copy among a majority of replicas (repairs stale ones).
+    Quorum,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KvCommand {
+    /// Write VALUE under KEY; prints `OK (acked/replicas acks)`.
+    Set {
+        /// Key (at most 1024 bytes).
+        key: String,
+        /// Value.
+        value: String,
+        /// Expire after this long (e.g. 30s, 5m, 1h30m); default: the table's.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Acknowledgement level; default: the table's (quorum for kv).
+        #[arg(long, value_enum)]
+        ack: Option<AckArg>,
+    },
+    /// Print the value of KEY, or `(nil)` (exit 0) if there is none.
+    Get {
+        /// Key.
+        key: String,
+        /// Read consistency.
+        #[arg(long, value_enum, default_value_t = ConsistencyArg::Quorum)]
+        consistency: ConsistencyArg,
+    },
+    /// Delete KEY (a versioned tombstone; deleting a missing key succeeds).
+    Del {
+        /// Key.
+        key: String,
+        /// Acknowledgement level; default: the table's (quorum for kv).
+        #[arg(long, value_enum)]
+        ack: Option<AckArg>,
+    },
+    /// Print the remaining lifetime of KEY: `12.3s`, `(no expiry)` or `(nil)`.
+    Ttl {
+        /// Key.
+        key: String,
+    },
+    /// List keys starting with a prefix, in key order, with their values.
+    Scan {
+        /// Key prefix (empty: every key, still bounded by --limit).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Most entries returned (the server caps scans at 1000).
+        #[arg(long, default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(geoul_replication::replicator::SCAN_LIMIT_MAX)))]
+        limit: u32,
+    },
 }

@@ -5,6 +5,8 @@
 
 mod bench;
 mod cli;
+mod cluster_client;
+mod kv_cmd;
 mod local_cluster;
 mod logging;
 mod node_cmd;
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Up(args) => up_cmd::run(args),
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Kv(args) => kv_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

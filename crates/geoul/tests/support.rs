@@ -8,7 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use geoul_node::kv::{KvRequest, KvResponse};
+use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_node::StatusReport;
+use geoul_transport::{Client, ClusterSecret, TokioNet, TransportConfig};
+
+/// A client connection as the CLI opens it.
+pub type KvClient = Client<TokioNet>;
 
 pub const GEOUL: &str = env!("CARGO_BIN_EXE_geoul");
 
@@ -302,4 +308,84 @@ pub fn read_lines(child: &mut Child, prefix: &str, count: usize, limit: Duration
         }
     }
     lines
+}
+
+impl Cluster {
+    /// Waits until every node sees every node hosting `service` (alive is not
+    /// enough: service metadata spreads by gossip a little later).
+    pub fn wait_service(&self, service: &str) {
+        let n = self.nodes.len();
+        let hosts = |s: StatusReport| s.members.iter().all(|m| m.services.contains_key(service));
+        let sees = |node: &NodeProc| {
+            node.status()
+                .is_some_and(|s| s.count("alive") == n && hosts(s))
+        };
+        let what = format!("all {n} nodes see {n} hosting {service}");
+        wait_for(&what, || self.nodes.iter().all(sees), self);
+    }
+}
+
+/// Exit code (`None` if killed by a signal) and output of a finished `geoul`.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `geoul ARGS` in `cwd` with `envs` (and without the caller's
+/// `GEOUL_CLUSTER*` variables); kills it if it runs longer than `limit`.
+pub fn run_geoul(args: &[&str], envs: &[(&str, &str)], cwd: &Path, limit: Duration) -> CliOutput {
+    let mut cmd = Command::new(GEOUL);
+    cmd.args(args).current_dir(cwd).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    for var in ["GEOUL_CLUSTER", "GEOUL_CLUSTER_SECRET"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(envs.iter().copied());
+    let child = cmd.spawn().expect("spawn geoul");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let Ok(output) = rx.recv_timeout(limit) else {
+        // SAFETY: kill(2) on a child we spawned and have not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("geoul {args:?} ran longer than {limit:?}");
+    };
+    let output = output.expect("collect geoul output");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let code = output.status.code();
+    CliOutput {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+/// The secret every node of `cluster` was started with.
+pub fn cluster_secret(cluster: &Cluster) -> ClusterSecret {
+    ClusterSecret::load_file(&cluster.nodes[0].secret_file).expect("cluster secret")
+}
+
+/// An authenticated client connection to `addr`, as the CLI opens it.
+pub async fn kv_client(addr: SocketAddr, secret: &ClusterSecret) -> Result<KvClient, String> {
+    let config = TransportConfig {
+        hello: "test".into(),
+        ..Default::default()
+    };
+    let client = Client::connect(TokioNet, addr, secret, config).await;
+    client.map_err(|e| e.to_string())
+}
+
+/// Sends one kv request over `c`; the server gets `t` as its deadline, the
+/// client waits one second longer.
+pub async fn kv_call(c: &KvClient, req: KvRequest, t: Duration) -> Result<KvResponse, String> {
+    let payload = PeerRequest::Kv(req).encode().map_err(|e| e.to_string())?;
+    let reply = c.request(payload, t + Duration::from_secs(1)).await;
+    let bytes = reply.map_err(|e| e.to_string())?;
+    match PeerResponse::decode(&bytes).map_err(|e| e.to_string())? {
+        PeerResponse::Kv(response) => Ok(response),
+        other => Err(format!("unexpected reply {other:?}")),
+    }
 }
