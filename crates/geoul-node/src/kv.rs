@@ -111,7 +111,12 @@ pub enum KvResponse {
     /// Remaining lifetime.
     Ttl(KvTtl),
     /// Scan results in key order.
-    Entries(Vec<(Vec<u8>, String)>),
+    Entries {
+        /// (key, value) pairs.
+        entries: Vec<(Vec<u8>, String)>,
+        /// Some node did not answer: keys only it holds may be missing.
+        partial: bool,
+    },
 }
 
 /// A value read back.
@@ -219,15 +224,19 @@ pub async fn handle<L: ReplicaLink>(
             limit,
             timeout_ms,
         } => {
-            let entries = replicator
+            let result = replicator
                 .scan(KV, prefix, limit, timeout(timeout_ms))
                 .await
                 .map_err(|e| e.to_string())?;
-            let pairs = entries
+            let pairs = result
+                .entries
                 .iter()
                 .map(|e| Ok((e.key.as_bytes().to_vec(), value_of(e)?)))
                 .collect::<Result<Vec<_>, String>>()?;
-            Ok(KvResponse::Entries(pairs))
+            Ok(KvResponse::Entries {
+                entries: pairs,
+                partial: result.partial,
+            })
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use geoul_replication::{BatchAck, LinkError, ReplicaLink, ReplicateBatch};
+use geoul_replication::{BatchAck, LinkError, ReplicaLink, ReplicateBatch, ScanPage};
 use geoul_store::{Entry, Key};
 use geoul_transport::{Net, Transport};
 
@@ -85,7 +85,7 @@ impl<N: Net> ReplicaLink for TransportLink<N> {
         prefix: Vec<u8>,
         limit: u32,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<Entry>, LinkError>> {
+    ) -> BoxFuture<'static, Result<ScanPage, LinkError>> {
         let call = self.call(
             to,
             PeerRequest::ScanEntries {
@@ -97,7 +97,7 @@ impl<N: Net> ReplicaLink for TransportLink<N> {
         );
         Box::pin(async move {
             match call.await? {
-                PeerResponse::Entries(entries) => Ok(entries),
+                PeerResponse::ScanPage(page) => Ok(page),
                 other => Err(unexpected(other)),
             }
         })

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use geoul_membership::Membership;
-use geoul_replication::{local_scan, BatchAck, ReplicateBatch, Replicator};
+use geoul_replication::{local_scan, BatchAck, ReplicateBatch, Replicator, ScanPage};
 use geoul_store::{Entry, Key};
 use geoul_transport::{Handler, Net, PeerInfo, RemoteError};
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,7 @@ pub enum PeerResponse {
     /// Answer to `ReadEntry`.
     Entry(Option<Entry>),
     /// Answer to `ScanEntries`.
-    Entries(Vec<Entry>),
+    ScanPage(ScanPage),
     /// Answer to `Kv`.
     Kv(KvResponse),
 }
@@ -160,7 +160,9 @@ async fn serve<N: Net>(
             limit,
         } => {
             let handle = store.table(&table).ok_or_else(|| unknown(&table))?;
-            reply(PeerResponse::Entries(local_scan(&handle, &prefix, limit)))
+            let now = store.hlc().wall_ms();
+            let page = local_scan(&handle, &prefix, limit, now, store.skew_margin_ms());
+            reply(PeerResponse::ScanPage(page))
         }
         PeerRequest::Kv(kv) => {
             let response = crate::kv::handle(replicator, kv)

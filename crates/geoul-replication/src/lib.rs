@@ -34,5 +34,6 @@ pub use messages::{BatchAck, LinkError, ReplicaLink, ReplicateBatch};
 pub use metrics::ReplicationMetrics;
 pub use placement::{Conflict, Placement, Route, TableUse};
 pub use replicator::{
-    local_scan, ReadError, ReadLevel, Replicator, WriteError, WriteOutcome, WriteRequest,
+    local_scan, ReadError, ReadLevel, Replicator, ScanPage, ScanResult, WriteError, WriteOutcome,
+    WriteRequest,
 };

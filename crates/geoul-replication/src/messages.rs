@@ -58,8 +58,7 @@ pub trait ReplicaLink: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Option<Entry>, LinkError>>;
 
-    /// Stored entries (any state) of `table` whose key starts with `prefix`, in
-    /// key order, at most `limit`, from one node's local copy.
+    /// One node's scan page of `table` for `prefix` (see `ScanPage`).
     fn scan(
         &self,
         to: SocketAddr,
@@ -67,5 +66,5 @@ pub trait ReplicaLink: Send + Sync + 'static {
         prefix: Vec<u8>,
         limit: u32,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<Entry>, LinkError>>;
+    ) -> BoxFuture<'static, Result<crate::replicator::ScanPage, LinkError>>;
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use geoul_placement::{slot_of, Slot};
 use geoul_store::{Ack, DocError, Document, Entry, Key, Origin, Version};
+
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -458,14 +459,16 @@ impl<L: ReplicaLink> Replicator<L> {
     }
 
     /// Visible entries whose key starts with `prefix`, merged from every node
-    /// hosting the table (highest version per key), in key order.
+    /// hosting the table (highest version per key), in key order, at most
+    /// `limit`. `partial` is set when some node did not answer in time: then
+    /// keys it alone holds may be missing (never silently).
     pub async fn scan(
         &self,
         table: &str,
         prefix: Vec<u8>,
         limit: u32,
         timeout: Duration,
-    ) -> Result<Vec<Entry>, ReadError> {
+    ) -> Result<ScanResult, ReadError> {
         let handle = self
             .store
             .table(table)
@@ -474,13 +477,13 @@ impl<L: ReplicaLink> Replicator<L> {
         let placement = self.placement.borrow().clone();
         let hosts = placement.hosts(&handle.spec().name);
         let me = self.me();
-        let mut merged: HashMap<Key, Entry> = HashMap::new();
+        let now = self.store.hlc().wall_ms();
+        let margin = self.store.skew_margin_ms();
+        let mut pages = Vec::new();
         let mut pending = FuturesUnordered::new();
         for route in hosts {
             if route.name == me {
-                for e in local_scan(&handle, &prefix, limit) {
-                    merge(&mut merged, e);
-                }
+                pages.push(local_scan(&handle, &prefix, limit, now, margin));
             } else {
                 pending.push(self.link.scan(
                     route.addr,
@@ -491,21 +494,56 @@ impl<L: ReplicaLink> Replicator<L> {
                 ));
             }
         }
+        let mut partial = false;
         let deadline = Instant::now() + timeout;
-        while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, pending.next()).await {
-            for e in answer.unwrap_or_default() {
-                merge(&mut merged, e);
+        while !pending.is_empty() {
+            match tokio::time::timeout_at(deadline, pending.next()).await {
+                Ok(Some(Ok(page))) => pages.push(page),
+                Ok(Some(Err(_))) => partial = true,
+                Ok(None) => break,
+                Err(_) => {
+                    partial = true;
+                    break;
+                }
             }
         }
-        let now = self.store.hlc().wall_ms();
-        let margin = self.store.skew_margin_ms();
-        let mut visible: Vec<Entry> = merged
-            .into_values()
-            .filter(|e| e.visible_at(now, margin))
-            .collect();
-        visible.sort_by(|a, b| a.key.cmp(&b.key));
-        visible.truncate(limit as usize);
-        Ok(visible)
+        Ok(merge_pages(pages, limit, now, margin, partial))
+    }
+}
+
+/// A merged scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanResult {
+    /// Visible entries in key order.
+    pub entries: Vec<Entry>,
+    /// Some node did not answer: entries only it holds may be missing.
+    pub partial: bool,
+}
+
+/// Merges per-node pages: highest version per key wins; a page that stopped
+/// early only speaks for keys up to its last one, so the result stops there too.
+fn merge_pages(pages: Vec<ScanPage>, limit: u32, now: u64, margin: u64, partial: bool) -> ScanResult {
+    let cutoff: Option<Key> = pages
+        .iter()
+        .filter(|p| p.truncated)
+        .filter_map(|p| p.entries.last().map(|e| e.key.clone()))
+        .min();
+    let mut merged: HashMap<Key, Entry> = HashMap::new();
+    for page in pages {
+        for e in page.entries {
+            merge(&mut merged, e);
+        }
+    }
+    let mut visible: Vec<Entry> = merged
+        .into_values()
+        .filter(|e| e.visible_at(now, margin))
+        .filter(|e| cutoff.as_ref().is_none_or(|c| e.key <= *c))
+        .collect();
+    visible.sort_by(|a, b| a.key.cmp(&b.key));
+    visible.truncate(limit as usize);
+    ScanResult {
+        entries: visible,
+        partial,
     }
 }
 
@@ -518,18 +556,93 @@ fn merge(merged: &mut HashMap<Key, Entry>, e: Entry) {
     }
 }
 
-/// Stored entries (any state) with `prefix`, in key order, at most `limit`.
-pub fn local_scan(handle: &TableHandle, prefix: &[u8], limit: u32) -> Vec<Entry> {
-    let table = handle.lock();
-    let mut found: Vec<Entry> = Slot::all()
-        .flat_map(|s| {
-            table
-                .slot_entries(s)
-                .filter(|e| e.key.as_bytes().starts_with(prefix))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+/// Most stored entries one node returns for a scan page, visible or not: keeps a
+/// prefix full of deletes from turning one scan into a full-table transfer.
+pub const SCAN_PAGE_ENTRIES_MAX: usize = 10 * SCAN_LIMIT_MAX as usize;
+
+/// One node's answer to a scan: stored entries (any state, so a delete here can
+/// win over an older value elsewhere) in key order, up to `limit` visible ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScanPage {
+    /// Entries in key order.
+    pub entries: Vec<Entry>,
+    /// Stopped before the end of the prefix (limit or page bound reached).
+    pub truncated: bool,
+}
+
+/// This node's page for a scan of `prefix` at `now_ms`.
+pub fn local_scan(handle: &TableHandle, prefix: &[u8], limit: u32, now_ms: u64, margin_ms: u64) -> ScanPage {
+    let mut found: Vec<Entry> = {
+        let table = handle.lock();
+        Slot::all()
+            .flat_map(|s| {
+                table
+                    .slot_entries(s)
+                    .filter(|e| e.key.as_bytes().starts_with(prefix))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
     found.sort_by(|a, b| a.key.cmp(&b.key));
-    found.truncate(limit.min(SCAN_LIMIT_MAX) as usize);
-    found
+    let limit = limit.min(SCAN_LIMIT_MAX) as usize;
+    let mut visible = 0usize;
+    let mut page = ScanPage::default();
+    let total = found.len();
+    for (i, e) in found.into_iter().enumerate() {
+        if visible >= limit || page.entries.len() >= SCAN_PAGE_ENTRIES_MAX {
+            page.truncated = i < total;
+            break;
+        }
+        if e.visible_at(now_ms, margin_ms) {
+            visible += 1;
+        }
+        page.entries.push(e);
+    }
+    page
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+    use geoul_store::{Origin, Timestamp, Value};
+
+    fn e(key: &str, ts: u64, value: bool) -> Entry {
+        Entry {
+            key: Key::new(key.as_bytes()).expect("key"),
+            version: Version {
+                ts: Timestamp::from_parts(ts, 0),
+                origin: Origin::from_raw(1),
+            },
+            expires_at_ms: None,
+            value: value.then(|| {
+                Document::single("v", Value::Int(1))
+                    .and_then(|d| d.encode())
+                    .expect("doc")
+            }),
+        }
+    }
+
+    #[test]
+    fn deletes_win_and_do_not_use_up_the_limit() {
+        // Node A: p/1..p/3 deleted, p/4 and p/5 live. Node B: an older p/1 value.
+        let a = ScanPage {
+            entries: vec![e("p/1", 5, false), e("p/2", 5, false), e("p/3", 5, false), e("p/4", 5, true)],
+            truncated: true,
+        };
+        let b = ScanPage {
+            entries: vec![e("p/1", 1, true), e("p/4", 1, true), e("p/5", 1, true)],
+            truncated: false,
+        };
+        let r = merge_pages(vec![a, b], 2, 0, 0, false);
+        let keys: Vec<&[u8]> = r.entries.iter().map(|e| e.key.as_bytes()).collect();
+        // p/5 is past A's cutoff (A stopped at p/4): it is not claimed yet.
+        assert_eq!(keys, vec![b"p/4".as_slice()]);
+        assert!(!r.partial);
+    }
+
+    #[test]
+    fn partial_is_reported() {
+        let r = merge_pages(vec![], 10, 0, 0, true);
+        assert!(r.partial);
+    }
 }

@@ -128,7 +128,7 @@ fn variant_name(response: &PeerResponse) -> &'static str {
         PeerResponse::Pong { .. } => "Pong",
         PeerResponse::Applied(_) => "Applied",
         PeerResponse::Entry(_) => "Entry",
-        PeerResponse::Entries(_) => "Entries",
+        PeerResponse::ScanPage(_) => "ScanPage",
         PeerResponse::Kv(_) => "Kv",
     }
 }

@@ -99,7 +99,7 @@ fn mismatch(command: &KvCommand, response: &KvResponse) -> Failure {
         KvResponse::Written { .. } => "a write result",
         KvResponse::Value(_) => "a value",
         KvResponse::Ttl(_) => "a TTL",
-        KvResponse::Entries(_) => "scan entries",
+        KvResponse::Entries { .. } => "scan entries",
     };
     let cmd = match command {
         KvCommand::Set { .. } => "set",
@@ -139,12 +139,13 @@ fn to_json(command: &KvCommand, response: &KvResponse) -> Result<Json, Failure> 
             KvTtl::Forever => json!({"remaining_ms": null}),
             KvTtl::RemainingMs(ms) => json!({"remaining_ms": ms}),
         },
-        (KvCommand::Scan { .. }, KvResponse::Entries(entries)) => Json::Array(
-            entries
+        (KvCommand::Scan { .. }, KvResponse::Entries { entries, partial }) => json!({
+            "entries": entries
                 .iter()
                 .map(|(k, v)| json!({"key": show_key(k), "value": v}))
-                .collect(),
-        ),
+                .collect::<Vec<_>>(),
+            "partial": partial,
+        }),
         _ => return Err(mismatch(command, response)),
     })
 }
@@ -167,8 +168,14 @@ fn render(command: &KvCommand, response: &KvResponse) -> Result<String, Failure>
             KvTtl::Forever => "(no expiry)".into(),
             KvTtl::RemainingMs(ms) => format_duration(Duration::from_millis(*ms)),
         },
-        (KvCommand::Scan { limit, .. }, KvResponse::Entries(entries)) => {
-            render_table(entries, *limit)
+        (KvCommand::Scan { limit, .. }, KvResponse::Entries { entries, partial }) => {
+            let mut table = render_table(entries, *limit);
+            if *partial {
+                table.push_str(
+                    "\n(partial: some nodes did not answer; keys only they hold may be missing)",
+                );
+            }
+            table
         }
         _ => return Err(mismatch(command, response)),
     })

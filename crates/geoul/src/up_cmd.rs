@@ -15,6 +15,23 @@ use crate::local_cluster::{
 };
 use crate::Failure;
 
+/// Prints a line to stdout; a closed stdout (the reader went away) is not a
+/// reason to abandon the nodes, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Like `say!`, to stderr.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// How long stopped nodes get to leave gracefully before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -46,26 +63,50 @@ pub fn run(args: UpArgs) -> Result<(), Failure> {
         std::thread::sleep(Duration::from_millis(100));
     }
     for n in &nodes {
-        println!(
+        say!(
             "node {} admin=http://{} pid={}",
             n.planned.name,
             n.planned.admin,
             n.child.id()
         );
     }
-    println!(
+    say!(
         "cluster of {} up; logs in {}; Ctrl-C to stop",
         nodes.len(),
         args.data_dir.display()
     );
+    let mut exited: Vec<String> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        check_children(&mut nodes, &args.data_dir)?;
+        if report_exits(&mut nodes, &mut exited, &args.data_dir) {
+            return Err(Failure::Runtime("every node has exited".into()));
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     stop_all(nodes)
 }
 
-/// A node that exits on its own is reported, and the cluster is stopped.
+/// Once the cluster is up, a node that exits (a crash, or an operator's
+/// `kill -9` while testing failover) is reported once and the others keep
+/// running: a local cluster exists to watch exactly that. Returns whether every
+/// node has exited.
+fn report_exits(nodes: &mut [Running], exited: &mut Vec<String>, dir: &Path) -> bool {
+    for n in nodes.iter_mut() {
+        if exited.contains(&n.planned.name) {
+            continue;
+        }
+        if let Ok(Some(status)) = n.child.try_wait() {
+            warn!(
+                "geoul: {} exited ({status}); the other nodes keep running; see {}",
+                n.planned.name,
+                n.planned.log_path(dir).display()
+            );
+            exited.push(n.planned.name.clone());
+        }
+    }
+    exited.len() == nodes.len()
+}
+
+/// A node that exits while the cluster is forming is a start-up failure.
 fn check_children(nodes: &mut [Running], dir: &Path) -> Result<(), Failure> {
     for n in nodes.iter_mut() {
         if let Ok(Some(status)) = n.child.try_wait() {
@@ -80,7 +121,11 @@ fn check_children(nodes: &mut [Running], dir: &Path) -> Result<(), Failure> {
 }
 
 fn stop_all(mut nodes: Vec<Running>) -> Result<(), Failure> {
-    for n in &nodes {
+    for n in &mut nodes {
+        // An exited (and reaped) child's pid may belong to someone else now.
+        if !matches!(n.child.try_wait(), Ok(None)) {
+            continue;
+        }
         if let Ok(pid) = i32::try_from(n.child.id()) {
             // SAFETY: kill(2) with a pid we spawned and still own; no memory involved.
             unsafe {
@@ -92,13 +137,13 @@ fn stop_all(mut nodes: Vec<Running>) -> Result<(), Failure> {
     for n in &mut nodes {
         while let Ok(None) = n.child.try_wait() {
             if Instant::now() > deadline {
-                eprintln!("geoul: {} did not stop in time; killing it", n.planned.name);
+                warn!("geoul: {} did not stop in time; killing it", n.planned.name);
                 let _ = n.child.kill();
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    println!("cluster stopped");
+    say!("cluster stopped");
     Ok(())
 }

@@ -82,6 +82,34 @@ fn up_prints_one_line_per_node_and_every_node_sees_all_alive() {
         assert_eq!(status.count("alive"), 3, "{status:?}");
         assert_eq!(status.pid as i32, pid);
     }
+    // kill -9 of one node: `up` reports it and keeps the others running.
+    let victim = guard.pids[2];
+    // SAFETY: kill(2) on a node process `up` started for this test.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let first_admin = lines[0]
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("admin="))
+        .expect("admin= field")
+        .to_string();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status: Option<geoul_node::StatusReport> = ureq::get(&format!("{first_admin}/status"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json().ok());
+        if status.is_some_and(|s| s.count("dead") == 1 && s.count("alive") == 2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "killed node never reported dead"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        matches!(guard.up.try_wait(), Ok(None)),
+        "`up` stopped because one node died"
+    );
     // A second `up` on the same ports is refused with a clear message.
     let second = Command::new(GEOUL)
         .args(["up", "--nodes", "3", "--base-port", &base.to_string()])

@@ -96,7 +96,7 @@ fn cli_round_trip_on_three_nodes() {
         ("ttl greeting --json", r#"{"remaining_ms":null}"#),
         (
             "scan --prefix user/ --limit 2 --json",
-            r#"[{"key":"user/1","value":"alice"},{"key":"user/2","value":"bob"}]"#,
+            r#"{"entries":[{"key":"user/1","value":"alice"},{"key":"user/2","value":"bob"}],"partial":false}"#,
         ),
         (
             "scan --prefix user/",
@@ -107,6 +107,17 @@ fn cli_round_trip_on_three_nodes() {
     ] {
         assert_eq!(ok(kv(&cluster, line)), want, "geoul kv {line}");
     }
+    // Deleted keys neither appear in a scan nor use up its limit.
+    for i in 1..=5 {
+        ok(kv(&cluster, &format!("set p/{i} v{i}")));
+    }
+    for i in 1..=3 {
+        ok(kv(&cluster, &format!("del p/{i}")));
+    }
+    assert_eq!(
+        ok(kv(&cluster, "scan --prefix p/ --limit 2")),
+        "KEY  VALUE\np/4  v4\np/5  v5\n(2 keys; limit reached, there may be more)"
+    );
     let doc = json(kv(&cluster, "get user/1 --json"));
     assert_eq!(doc["value"], "alice", "{doc}");
     assert!(doc["expires_at_ms"].is_null(), "{doc}");

@@ -292,10 +292,10 @@ pub fn read_lines(child: &mut Child, prefix: &str, count: usize, limit: Duration
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep draining after the caller stopped listening: closing the pipe
+        // would hand the child an EPIPE on its next line.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = Instant::now() + limit;
