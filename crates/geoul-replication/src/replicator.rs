@@ -287,8 +287,10 @@ impl<L: ReplicaLink> Replicator<L> {
                         .replica_lag
                         .observe(started.elapsed().as_secs_f64());
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
+                // A refusal or an unreachable replica: give up as soon as the
+                // replicas still outstanding cannot make up the difference.
+                Ok(Some(_)) if acked + pending.len() >= required => {}
+                Ok(Some(_)) | Ok(None) | Err(_) => {
                     return Err(WriteError::AckNotReached {
                         level: ack_word(ack),
                         acked,
@@ -368,7 +370,8 @@ impl<L: ReplicaLink> Replicator<L> {
             let left = deadline.saturating_duration_since(Instant::now());
             let name = handle.spec().name.clone();
             if let Ok(entry) = self.link.read(route.addr, name, key.clone(), left).await {
-                return Ok(entry);
+                let hlc = self.store.hlc();
+                return Ok(entry.filter(|e| hlc.check(e.version.ts).is_ok()));
             }
         }
         Err(ReadError::NotEnoughReplicas {
@@ -421,9 +424,14 @@ impl<L: ReplicaLink> Replicator<L> {
                 }
             }
         }
+        // A version from a clock too far ahead of ours must not win a read either,
+        // or a node with a fast clock would make its (unacknowledged) writes
+        // beat every later one.
+        let hlc = self.store.hlc();
         let winner = answers
             .iter()
             .filter_map(|(_, e)| e.clone())
+            .filter(|e| hlc.check(e.version.ts).is_ok())
             .max_by_key(|e| e.version);
         if let Some(winner) = &winner {
             self.repair(&table, winner, &answers);
@@ -507,6 +515,14 @@ impl<L: ReplicaLink> Replicator<L> {
                 }
             }
         }
+        let hlc = self.store.hlc().clone();
+        let pages = pages
+            .into_iter()
+            .map(|mut p| {
+                p.entries.retain(|e| hlc.check(e.version.ts).is_ok());
+                p
+            })
+            .collect();
         Ok(merge_pages(pages, limit, now, margin, partial))
     }
 }
@@ -522,7 +538,13 @@ pub struct ScanResult {
 
 /// Merges per-node pages: highest version per key wins; a page that stopped
 /// early only speaks for keys up to its last one, so the result stops there too.
-fn merge_pages(pages: Vec<ScanPage>, limit: u32, now: u64, margin: u64, partial: bool) -> ScanResult {
+fn merge_pages(
+    pages: Vec<ScanPage>,
+    limit: u32,
+    now: u64,
+    margin: u64,
+    partial: bool,
+) -> ScanResult {
     let cutoff: Option<Key> = pages
         .iter()
         .filter(|p| p.truncated)
@@ -571,7 +593,13 @@ pub struct ScanPage {
 }
 
 /// This node's page for a scan of `prefix` at `now_ms`.
-pub fn local_scan(handle: &TableHandle, prefix: &[u8], limit: u32, now_ms: u64, margin_ms: u64) -> ScanPage {
+pub fn local_scan(
+    handle: &TableHandle,
+    prefix: &[u8],
+    limit: u32,
+    now_ms: u64,
+    margin_ms: u64,
+) -> ScanPage {
     let mut found: Vec<Entry> = {
         let table = handle.lock();
         Slot::all()
@@ -626,7 +654,12 @@ mod scan_tests {
     fn deletes_win_and_do_not_use_up_the_limit() {
         // Node A: p/1..p/3 deleted, p/4 and p/5 live. Node B: an older p/1 value.
         let a = ScanPage {
-            entries: vec![e("p/1", 5, false), e("p/2", 5, false), e("p/3", 5, false), e("p/4", 5, true)],
+            entries: vec![
+                e("p/1", 5, false),
+                e("p/2", 5, false),
+                e("p/3", 5, false),
+                e("p/4", 5, true),
+            ],
             truncated: true,
         };
         let b = ScanPage {

@@ -40,6 +40,8 @@ pub struct SimOptions {
     /// temporary directory that survives simulated crashes (like a disk survives
     /// `kill -9`); every batch is fsynced before it is acknowledged.
     pub kv_durability: Durability,
+    /// Wall-clock offsets of some nodes, in ms (node index from 0, offset).
+    pub clock_skews: Vec<(usize, i64)>,
 }
 
 impl Default for SimOptions {
@@ -50,6 +52,7 @@ impl Default for SimOptions {
             tick: Duration::from_millis(2),
             max_latency: Duration::from_millis(5),
             kv_durability: Durability::Memory,
+            clock_skews: Vec::new(),
         }
     }
 }
@@ -130,7 +133,13 @@ impl<'a> SimCluster<'a> {
             Durability::Memory => None,
         };
         for (index, name) in names.iter().enumerate() {
+            let skew_ms = options
+                .clock_skews
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map_or(0, |(_, ms)| *ms);
             let host = HostSpec {
+                skew_ms,
                 tables_dir: dirs.as_ref().map(|d| d.path().join(name)),
                 kv_durability: options.kv_durability,
                 name: name.clone(),
@@ -430,6 +439,7 @@ impl<'a> SimCluster<'a> {
 #[derive(Clone)]
 struct HostSpec {
     name: String,
+    skew_ms: i64,
     tables_dir: Option<std::path::PathBuf>,
     kv_durability: Durability,
     peers: Vec<String>,
@@ -468,7 +478,7 @@ impl HostSpec {
             membership: self.membership.clone(),
             generation,
             rng_seed: self.rng_seed.wrapping_add(generation << 32),
-            clock: crate::clock::SimClock::new(0),
+            clock: crate::clock::SimClock::new(self.skew_ms),
             tables_dir: self.tables_dir.clone(),
             sync: geoul_storage::SyncPolicy::EveryBatch,
             kv: geoul_store::TableOptions {

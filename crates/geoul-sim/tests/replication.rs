@@ -226,3 +226,45 @@ fn no_acknowledged_write_is_lost_under_crashes_and_partitions() {
         scenario,
     );
 }
+
+/// A node whose clock runs far ahead cannot make its writes win: replicas refuse
+/// its versions, its writes fail visibly, and everyone else keeps writing.
+#[test]
+fn a_clock_far_ahead_cannot_win_writes() {
+    check_seeds("a_clock_far_ahead_cannot_win_writes", 10, |seed| {
+        let options = SimOptions {
+            clock_skews: vec![(4, 60_000)],
+            ..SimOptions::default()
+        };
+        let mut c = SimCluster::new(seed, options);
+        c.run_until(Duration::from_secs(20), "converge", SimCluster::converged)?;
+        // Keys for which node-5 is not the only possible acker.
+        let names = c.names().to_vec();
+        for i in 0..5 {
+            let key = format!("skew{i}");
+            let holders = replicas(slot_of(key.as_bytes()), &names, Replication::Factor(3))
+                .map_err(|e| e.to_string())?;
+            if let Ok(PeerResponse::Kv(KvResponse::Written { .. })) =
+                c.call("node-5", "node-5", set(&key, "from the future"))
+            {
+                return Err(format!(
+                    "a write from a clock 60 s ahead was acknowledged ({key}, replicas {holders:?})"
+                ));
+            }
+            match c.call("node-1", "node-1", set(&key, "now"))? {
+                PeerResponse::Kv(KvResponse::Written { .. }) => {}
+                other => return Err(format!("a normal write failed: {other:?}")),
+            }
+            let read = PeerRequest::Kv(KvRequest::Get {
+                key: key.as_bytes().to_vec(),
+                level: geoul_replication::ReadLevel::Quorum,
+                timeout_ms: 1_000,
+            });
+            match c.call("node-2", "node-2", read)? {
+                PeerResponse::Kv(KvResponse::Value(Some(v))) if v.value == "now" => {}
+                other => return Err(format!("{key}: expected the normal write, got {other:?}")),
+            }
+        }
+        Ok(())
+    });
+}
