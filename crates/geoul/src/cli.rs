@@ -106,6 +106,9 @@ pub enum BenchCommand {
     /// Crash detection: kill -9 nodes, time until every survivor reports them dead,
     /// then count false suspicions under a CPU hog; Redis Cluster side by side.
     Detect(DetectArgs),
+    /// kv throughput and latency (SET at Quorum and One, GET) of a local 3-node
+    /// cluster against Redis primary + replica (SET + WAIT 1), then memory per key.
+    Kv(KvBenchArgs),
 }
 
 /// Whether `geoul bench detect` also measures Redis Cluster.
@@ -154,6 +157,75 @@ pub struct DetectArgs {
     /// Keep the temporary directory (node logs, Redis logs) after a successful run.
     #[arg(long)]
     pub keep_logs: bool,
+}
+
+/// Where the geoul nodes of `geoul bench kv` keep the kv table.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchDurability {
+    /// In memory only, like the Redis peer (started without RDB or AOF).
+    Memory,
+    /// Also on disk (redb, fsync of every batch before the ack).
+    Disk,
+}
+
+impl BenchDurability {
+    /// The flag value, as typed (also the `[kv] durability` value).
+    pub fn word(self) -> &'static str {
+        match self {
+            BenchDurability::Memory => "memory",
+            BenchDurability::Disk => "disk",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KvBenchArgs {
+    /// Concurrent clients per system, each with its own connection and one
+    /// request in flight.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// Requests per client in each timed phase (instead of --duration).
+    #[arg(long, conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub requests_per_client: Option<u64>,
+    /// Length of each timed phase, e.g. 20s [default: 20s].
+    #[arg(long, value_parser = parse_phase_duration)]
+    pub duration: Option<Duration>,
+    /// Key space of the timed phases: every key is written once first, then
+    /// keys are drawn uniformly from it.
+    #[arg(long, default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub value_bytes: u32,
+    /// Measure Redis too: auto (if installed), on, off.
+    #[arg(long, value_enum, default_value_t = RedisMode::Auto)]
+    pub redis: RedisMode,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keys loaded into a fresh single instance of each system for the memory
+    /// per key measurement (0 skips it).
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub memory_keys: u64,
+    /// Durability of the geoul kv table in the throughput phases (the memory
+    /// phase always uses `memory`).
+    #[arg(long, value_enum, default_value_t = BenchDurability::Memory)]
+    pub durability: BenchDurability,
+    /// Keep the temporary directory (node logs, Redis logs) after a successful run.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+/// A `--duration` of `bench kv`: at least one second.
+fn parse_phase_duration(text: &str) -> Result<Duration, String> {
+    let d = crate::cluster_client::parse_duration(text)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
+        return Err("must be between 1s and 24h".into());
+    }
+    Ok(d)
 }
 
 /// Where a client command finds the cluster and its secret.

@@ -5,10 +5,22 @@
 //! Redis Cluster, and prints both side by side. Every child process is killed when
 //! the benchmark ends, fails, panics or is interrupted (and with the benchmark
 //! process itself, via `PR_SET_PDEATHSIG`); everything binds loopback only.
+//!
+//! `kv` measures kv throughput and latency of a local 3-node cluster against a
+//! Redis primary with one replica, and memory per key of both (see `kv.rs`).
 
 mod admin;
 mod detect;
 mod hog;
+mod kv;
+mod kv_geoul;
+mod kv_hist;
+mod kv_load;
+mod kv_memory;
+mod kv_redis;
+mod kv_render;
+mod kv_report;
+mod kv_resp;
 mod redis;
 mod redis_detect;
 mod report;
@@ -37,6 +49,7 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 pub fn run(args: BenchArgs) -> Result<(), Failure> {
     match args.command {
         BenchCommand::Detect(args) => run_detect(args),
+        BenchCommand::Kv(args) => kv::run(args),
     }
 }
 
