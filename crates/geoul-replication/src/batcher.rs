@@ -62,24 +62,32 @@ impl PeerBatcher {
         entry: Entry,
         deadline: Instant,
     ) -> oneshot::Receiver<EntryAck> {
-        let (done, rx) = oneshot::channel();
-        let pending = Pending {
-            table: table.to_string(),
-            entry,
-            done,
-        };
-        match tokio::time::timeout_at(deadline, self.queue.send(pending)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(mpsc::error::SendError(p))) => {
-                let _ = p.done.send(Err("peer sender stopped".into()));
-            }
-            Err(_) => {
-                // The queue stayed full until the deadline; rx reports a closed
-                // channel, which the caller counts as not acked.
-            }
-        }
-        rx
+        enqueue(&self.queue, table, entry, deadline, "peer sender stopped").await
     }
+}
+
+/// Queues one entry, waiting for room until `deadline`. If the queue stays full
+/// until then, the receiver reports a closed channel, which callers count as
+/// not acked; if the task is gone, it reports `stopped`.
+async fn enqueue(
+    queue: &mpsc::Sender<Pending>,
+    table: &str,
+    entry: Entry,
+    deadline: Instant,
+    stopped: &str,
+) -> oneshot::Receiver<EntryAck> {
+    let (done, rx) = oneshot::channel();
+    let pending = Pending {
+        table: table.to_string(),
+        entry,
+        done,
+    };
+    if let Ok(Err(mpsc::error::SendError(p))) =
+        tokio::time::timeout_at(deadline, queue.send(pending)).await
+    {
+        let _ = p.done.send(Err(stopped.to_string()));
+    }
+    rx
 }
 
 fn entry_bytes(entry: &Entry) -> usize {
@@ -184,17 +192,6 @@ impl LocalApplier {
         entry: Entry,
         deadline: Instant,
     ) -> oneshot::Receiver<EntryAck> {
-        let (done, rx) = oneshot::channel();
-        let pending = Pending {
-            table: table.to_string(),
-            entry,
-            done,
-        };
-        if let Ok(Err(mpsc::error::SendError(p))) =
-            tokio::time::timeout_at(deadline, self.queue.send(pending)).await
-        {
-            let _ = p.done.send(Err("local applier stopped".into()));
-        }
-        rx
+        enqueue(&self.queue, table, entry, deadline, "local applier stopped").await
     }
 }

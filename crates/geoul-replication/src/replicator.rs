@@ -202,6 +202,16 @@ impl<L: ReplicaLink> Replicator<L> {
         placement.routing_order(&handle.spec().name, slot)
     }
 
+    /// The replicas a read of `key` may ask, in routing order.
+    fn read_replicas(&self, handle: &TableHandle, key: &Key) -> Result<Vec<Route>, ReadError> {
+        let slot = slot_of(key.as_bytes());
+        let replicas = self.replicas(handle, slot);
+        if replicas.is_empty() {
+            return Err(ReadError::NoLiveReplica(slot));
+        }
+        Ok(replicas)
+    }
+
     fn me(&self) -> String {
         self.placement.borrow().me().to_string()
     }
@@ -356,11 +366,7 @@ impl<L: ReplicaLink> Replicator<L> {
         key: Key,
         timeout: Duration,
     ) -> Result<Option<Entry>, ReadError> {
-        let slot = slot_of(key.as_bytes());
-        let replicas = self.replicas(handle, slot);
-        if replicas.is_empty() {
-            return Err(ReadError::NoLiveReplica(slot));
-        }
+        let replicas = self.read_replicas(handle, &key)?;
         let deadline = Instant::now() + timeout;
         let me = self.me();
         for route in &replicas {
@@ -388,11 +394,7 @@ impl<L: ReplicaLink> Replicator<L> {
         key: Key,
         timeout: Duration,
     ) -> Result<Option<Entry>, ReadError> {
-        let slot = slot_of(key.as_bytes());
-        let replicas = self.replicas(handle, slot);
-        if replicas.is_empty() {
-            return Err(ReadError::NoLiveReplica(slot));
-        }
+        let replicas = self.read_replicas(handle, &key)?;
         let required = Ack::Quorum.required(replicas.len());
         let deadline = Instant::now() + timeout;
         let me = self.me();
