@@ -5,11 +5,9 @@
 //! single instance of each. Every child is killed when the benchmark ends, fails,
 //! panics or is interrupted.
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use rand::Rng;
@@ -20,7 +18,7 @@ use super::kv_memory;
 use super::kv_redis::{self, RedisPeer, RedisServer};
 use super::kv_render::render;
 use super::kv_report::{compare, memory_ratio, KvReport, MemoryRun, PhaseStats, Side, SystemRun};
-use super::{make_run_dir, WAIT_POLL};
+use super::make_run_dir;
 use crate::cli::KvBenchArgs;
 use crate::local_cluster::install_stop_flag;
 use crate::Failure;
@@ -42,32 +40,10 @@ const PHASES: [(Op, &str, &str); 3] = [
     (Op::SetOne, "SET ack=one", "SET"),
 ];
 
-/// What every part of one run shares.
-pub struct KvCtx {
-    pub args: KvBenchArgs,
-    pub dir: PathBuf,
-    stop: Arc<AtomicBool>,
-    tty: bool,
-}
+/// What every part of one kv run shares.
+pub type KvCtx = super::Ctx<KvBenchArgs>;
 
-impl KvCtx {
-    /// Fails once SIGINT or SIGTERM has arrived.
-    pub fn check_stop(&self) -> anyhow::Result<()> {
-        if self.stopped() {
-            bail!("interrupted");
-        }
-        Ok(())
-    }
-
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    /// One progress line (stderr, so that `--json` output stays clean).
-    pub fn progress(&self, line: &str) {
-        eprintln!("{line}");
-    }
-
+impl super::Ctx<KvBenchArgs> {
     fn work(&self) -> Work {
         match self.args.requests_per_client {
             Some(n) => Work::PerClient(n),
@@ -85,44 +61,19 @@ impl KvCtx {
         drivers: Vec<D>,
         phase: &Phase,
     ) -> anyhow::Result<(Vec<D>, Outcome)> {
-        let (drivers, outcome) = kv_load::run(drivers, phase, &self.stop, self.tty).await?;
+        let (drivers, outcome) = kv_load::run(drivers, phase, self.stop_flag(), self.tty()).await?;
         self.progress(&summary(&phase.label, &outcome));
         Ok((drivers, outcome))
     }
 }
 
-/// Waits until `ready` is true, at most `timeout`; an error from `ready` ends the
-/// wait at once. Returns how long it took.
-pub fn wait_until(
-    ctx: &KvCtx,
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    loop {
-        ctx.check_stop()?;
-        if ready()? {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("timed out after {}s waiting for {what}", timeout.as_secs());
-        }
-        std::thread::sleep(WAIT_POLL);
-    }
-}
+pub use super::wait_until;
 
 pub fn run(args: KvBenchArgs) -> Result<(), Failure> {
     let peer = kv_redis::resolve(&args)?;
     let stop = install_stop_flag()?;
     let dir = make_run_dir()?;
-    let tty = std::io::stderr().is_terminal();
-    let ctx = KvCtx {
-        args,
-        dir,
-        stop,
-        tty,
-    };
+    let ctx = KvCtx::new(args, dir, stop);
     ctx.progress(&format!("bench kv: working in {}", ctx.dir.display()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

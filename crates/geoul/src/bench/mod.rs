@@ -53,15 +53,39 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     }
 }
 
-/// What every phase of one benchmark run shares.
-pub struct Ctx {
-    pub args: DetectArgs,
+/// What every phase of one benchmark run shares; `A` is the benchmark's
+/// arguments (`detect` by default, `kv` in `bench::kv`).
+pub struct Ctx<A = DetectArgs> {
+    pub args: A,
     /// The run's temporary directory (logs, data, configs).
     pub dir: PathBuf,
     stop: Arc<AtomicBool>,
+    /// Whether stderr is a terminal (progress bars instead of lines).
+    tty: bool,
 }
 
-impl Ctx {
+impl<A> Ctx<A> {
+    /// A context for one run.
+    pub fn new(args: A, dir: PathBuf, stop: Arc<AtomicBool>) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            args,
+            dir,
+            stop,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// The flag SIGINT/SIGTERM raise.
+    pub fn stop_flag(&self) -> &Arc<AtomicBool> {
+        &self.stop
+    }
+
+    /// Whether stderr is a terminal.
+    pub fn tty(&self) -> bool {
+        self.tty
+    }
+
     /// Fails once SIGINT or SIGTERM has arrived.
     pub fn check_stop(&self) -> anyhow::Result<()> {
         if self.stopped() {
@@ -85,7 +109,7 @@ fn run_detect(args: DetectArgs) -> Result<(), Failure> {
     let planned = detect::plan_ports(&args)?;
     let stop = install_stop_flag()?;
     let dir = make_run_dir()?;
-    let ctx = Ctx { args, dir, stop };
+    let ctx = Ctx::new(args, dir, stop);
     ctx.progress(&format!("bench detect: working in {}", ctx.dir.display()));
     let report = measure(&ctx, planned, peer).map_err(|e| {
         let why = if ctx.stopped() {
@@ -168,8 +192,8 @@ pub fn failure(f: Failure) -> anyhow::Error {
 
 /// Waits until `ready` is true, at most `timeout`; an error from `ready` ends the
 /// wait at once. Returns how long it took.
-pub fn wait_until(
-    ctx: &Ctx,
+pub fn wait_until<A>(
+    ctx: &Ctx<A>,
     what: &str,
     timeout: Duration,
     mut ready: impl FnMut() -> anyhow::Result<bool>,
