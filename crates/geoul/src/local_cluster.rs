@@ -37,6 +37,25 @@ pub struct Running {
     pub child: Child,
 }
 
+/// Fails if any of `nodes` has exited (a benchmark never expects that unless it
+/// killed the node itself), naming the node and its log under `dir`.
+pub fn ensure_running(nodes: &mut [Running], dir: &Path) -> anyhow::Result<()> {
+    for n in nodes {
+        let exited = n
+            .child
+            .try_wait()
+            .map_err(|e| anyhow::anyhow!("checking a node process: {e}"))?;
+        if let Some(status) = exited {
+            anyhow::bail!(
+                "{} exited unexpectedly ({status}); see {}",
+                n.planned.name,
+                n.planned.log_path(dir).display()
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {

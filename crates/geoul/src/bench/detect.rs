@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use geoul_membership::MembershipConfig;
 use rand::Rng;
 
@@ -107,16 +107,7 @@ impl Cluster {
 
     /// A node that exited without being killed by the benchmark is a failure.
     fn check_children(&mut self) -> anyhow::Result<()> {
-        for n in &mut self.nodes {
-            if let Some(status) = n.child.try_wait().context("checking a node process")? {
-                bail!(
-                    "{} exited unexpectedly ({status}); see {}",
-                    n.planned.name,
-                    n.planned.log_path(&self.dir).display()
-                );
-            }
-        }
-        Ok(())
+        crate::local_cluster::ensure_running(&mut self.nodes, &self.dir)
     }
 
     /// Reaps the killed node `i` and starts it again: same name, ports, data dir.

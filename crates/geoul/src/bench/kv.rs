@@ -79,14 +79,7 @@ pub fn run(args: KvBenchArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(format!("starting the async runtime: {e}")))?;
-    let report = measure(&ctx, &runtime, peer).map_err(|e| {
-        let why = if ctx.stopped() {
-            "interrupted".to_string()
-        } else {
-            format!("{e:#}")
-        };
-        Failure::Runtime(format!("{why}; logs kept in {}", ctx.dir.display()))
-    })?;
+    let report = measure(&ctx, &runtime, peer).map_err(|e| ctx.failure(e))?;
     let failed = |s: &Option<Side<MemoryRun>>| matches!(s, Some(Side::Failed { .. }));
     let peer_failed = matches!(report.redis, Side::Failed { .. }) || failed(&report.memory_redis);
     let keep = ctx.args.keep_logs || peer_failed;

@@ -121,16 +121,7 @@ impl GeoulCluster {
 
     /// A node that exited is a failure.
     pub fn check_children(&mut self) -> anyhow::Result<()> {
-        for n in &mut self.nodes {
-            if let Some(status) = n.child.try_wait().context("checking a node process")? {
-                bail!(
-                    "{} exited unexpectedly ({status}); see {}",
-                    n.planned.name,
-                    n.planned.log_path(&self.dir).display()
-                );
-            }
-        }
-        Ok(())
+        crate::local_cluster::ensure_running(&mut self.nodes, &self.dir)
     }
 
     /// `name pid` of every node, for attaching a profiler.

@@ -76,6 +76,17 @@ impl<A> Ctx<A> {
         }
     }
 
+    /// A failed run as the user sees it: the reason (or "interrupted") and
+    /// where the logs were kept.
+    pub fn failure(&self, e: anyhow::Error) -> Failure {
+        let why = if self.stopped() {
+            "interrupted".to_string()
+        } else {
+            format!("{e:#}")
+        };
+        Failure::Runtime(format!("{why}; logs kept in {}", self.dir.display()))
+    }
+
     /// The flag SIGINT/SIGTERM raise.
     pub fn stop_flag(&self) -> &Arc<AtomicBool> {
         &self.stop
@@ -111,14 +122,7 @@ fn run_detect(args: DetectArgs) -> Result<(), Failure> {
     let dir = make_run_dir()?;
     let ctx = Ctx::new(args, dir, stop);
     ctx.progress(&format!("bench detect: working in {}", ctx.dir.display()));
-    let report = measure(&ctx, planned, peer).map_err(|e| {
-        let why = if ctx.stopped() {
-            "interrupted".to_string()
-        } else {
-            format!("{e:#}")
-        };
-        Failure::Runtime(format!("{why}; logs kept in {}", ctx.dir.display()))
-    })?;
+    let report = measure(&ctx, planned, peer).map_err(|e| ctx.failure(e))?;
     let peer_failed = matches!(report.redis, PeerOutcome::Failed { .. });
     let keep = ctx.args.keep_logs || peer_failed;
     if !keep {
