@@ -247,6 +247,26 @@ impl MembershipCore {
         self.after_input()
     }
 
+    /// Advertises whether this node is still syncing some slot of `table`.
+    pub fn set_table_syncing(&mut self, table: &str, syncing: bool) -> Result<(), CoreError> {
+        let changed = if syncing {
+            self.meta.syncing.insert(table.to_string())
+        } else {
+            self.meta.syncing.remove(table)
+        };
+        if changed {
+            let mut next = self.meta.clone();
+            next.version += 1;
+            if let Err(e) = next.validate() {
+                self.meta.syncing.remove(table);
+                return Err(e.into());
+            }
+            self.meta = next;
+            self.broadcast_meta()?;
+        }
+        self.after_input()
+    }
+
     /// Stops advertising a service.
     pub fn remove_service(&mut self, service: &str) -> Result<(), CoreError> {
         if self.meta.services.remove(service).is_some() {

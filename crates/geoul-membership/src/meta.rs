@@ -75,6 +75,9 @@ pub struct NodeMeta {
     /// Tables this node declares: name → options summary. Nodes compare them so
     /// that a conflicting declaration is refused instead of splitting placement.
     pub tables: BTreeMap<String, String>,
+    /// Declared tables of which this node is still syncing some slot: readers
+    /// try its replicas last, and keep asking a slot's previous owners.
+    pub syncing: std::collections::BTreeSet<String>,
 }
 
 /// Why metadata was refused.
@@ -123,6 +126,7 @@ impl NodeMeta {
             services: BTreeMap::new(),
             leaving: false,
             tables: BTreeMap::new(),
+            syncing: std::collections::BTreeSet::new(),
         }
     }
 
@@ -146,6 +150,9 @@ impl NodeMeta {
                 len: self.tables.len(),
                 max: TABLES_PER_NODE_MAX,
             });
+        }
+        if let Some(unknown) = self.syncing.iter().find(|t| !self.tables.contains_key(*t)) {
+            return Err(MetaError::BadServiceName(unknown.clone()));
         }
         for (name, summary) in &self.tables {
             validate_service_name(name)?;

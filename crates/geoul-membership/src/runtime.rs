@@ -71,6 +71,7 @@ enum Command {
         oneshot::Sender<Result<(), CoreError>>,
     ),
     Leave(oneshot::Sender<Result<(), CoreError>>),
+    SetSyncing(String, bool, oneshot::Sender<Result<(), CoreError>>),
 }
 
 /// Handle to a running membership task. Cheap to clone.
@@ -180,6 +181,17 @@ impl Membership {
             .await
     }
 
+    /// Advertises whether this node is still syncing some slot of `table`.
+    pub async fn set_table_syncing(
+        &self,
+        table: &str,
+        syncing: bool,
+    ) -> Result<(), MembershipError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::SetSyncing(table.to_string(), syncing, tx), rx)
+            .await
+    }
+
     /// Leaves gracefully: peers record this node as `left` without waiting for
     /// suspicion. The node should exit soon after.
     pub async fn leave(&self) -> Result<(), MembershipError> {
@@ -257,6 +269,9 @@ impl<D: Datagram> Task<D> {
             }
             Command::Leave(reply) => {
                 let _ = reply.send(self.core.leave());
+            }
+            Command::SetSyncing(table, syncing, reply) => {
+                let _ = reply.send(self.core.set_table_syncing(&table, syncing));
             }
         }
     }

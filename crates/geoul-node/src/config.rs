@@ -112,6 +112,8 @@ pub struct RawConfig {
     pub fsync_period_ms: Option<u64>,
     /// Clock-skew allowance in ms (expiry margin, most a peer clock may lead).
     pub skew_margin_ms: Option<u64>,
+    /// Sync, anti-entropy and tombstone GC (`[sync]`).
+    pub sync: Option<crate::config_sync::RawSync>,
 }
 
 impl RawConfig {
@@ -145,7 +147,8 @@ impl RawConfig {
             membership,
             kv,
             fsync_period_ms,
-            skew_margin_ms
+            skew_margin_ms,
+            sync
         );
         self
     }
@@ -180,6 +183,8 @@ pub struct NodeConfig {
     pub sync: SyncPolicy,
     /// Clock-skew allowance.
     pub skew_margin: Duration,
+    /// Sync, anti-entropy and tombstone GC.
+    pub sync_config: geoul_replication::sync::SyncConfig,
 }
 
 /// Default clock-skew allowance: NTP keeps LAN clocks within a few ms; 500 ms
@@ -358,6 +363,7 @@ impl NodeConfig {
             skew_margin: Duration::from_millis(
                 raw.skew_margin_ms.unwrap_or(SKEW_MARGIN_DEFAULT_MS),
             ),
+            sync_config: crate::config_sync::sync_config(raw.sync)?,
         })
     }
 }

@@ -7,6 +7,8 @@
 
 pub mod admin;
 pub mod config;
+pub mod config_sync;
+pub mod contact;
 pub mod data_dir;
 pub mod kv;
 pub mod link;

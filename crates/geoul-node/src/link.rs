@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use geoul_replication::sync::{SyncRequest, SyncResponse};
 use geoul_replication::{BatchAck, LinkError, ReplicaLink, ReplicateBatch, ScanPage};
 use geoul_store::{Entry, Key};
 use geoul_transport::{Net, Transport};
@@ -98,6 +99,21 @@ impl<N: Net> ReplicaLink for TransportLink<N> {
         Box::pin(async move {
             match call.await? {
                 PeerResponse::ScanPage(page) => Ok(page),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    fn sync(
+        &self,
+        to: SocketAddr,
+        request: SyncRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<SyncResponse, LinkError>> {
+        let call = self.call(to, PeerRequest::Sync(request), timeout);
+        Box::pin(async move {
+            match call.await? {
+                PeerResponse::Sync(r) => Ok(r),
                 other => Err(unexpected(other)),
             }
         })

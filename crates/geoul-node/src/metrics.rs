@@ -85,6 +85,8 @@ pub struct SweepCounters {
     pub examined: std::sync::atomic::AtomicU64,
     /// Values dropped because they expired.
     pub expired: std::sync::atomic::AtomicU64,
+    /// Deletes and expiry markers collected after the tombstone grace.
+    pub collected: std::sync::atomic::AtomicU64,
 }
 
 /// Reads one number out of a table's stats.
@@ -131,6 +133,59 @@ impl Collector for StoreCollector {
                 ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(family)?;
             }
         }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "geoul_sync_slots",
+                "Slots of each table on this node by sync state",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for t in &tables {
+                let counts = t.sync().counts();
+                for state in geoul_replication::sync::SlotState::ALL {
+                    let labels = [("table", t.spec().name.as_str()), ("state", state.word())];
+                    let family = metric.encode_family(&labels)?;
+                    ConstGauge::new(i64::from(counts.get(state))).encode(family)?;
+                }
+            }
+        }
+        type ProgressField = fn(&geoul_replication::sync::SyncProgress) -> u64;
+        let progress: [(&str, &str, ProgressField); 4] = [
+            (
+                "geoul_sync_progress_slots_total",
+                "Slots to sync in the current round",
+                |p| u64::from(p.slots_total),
+            ),
+            (
+                "geoul_sync_progress_slots_done",
+                "Slots synced in the current round",
+                |p| u64::from(p.slots_done),
+            ),
+            (
+                "geoul_sync_progress_entries",
+                "Entries received in the current round",
+                |p| p.entries,
+            ),
+            (
+                "geoul_sync_progress_bytes",
+                "Bytes received in the current round",
+                |p| p.bytes,
+            ),
+        ];
+        for (name, help, get) in progress {
+            let mut metric = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for t in &tables {
+                let labels = [("table", t.spec().name.as_str())];
+                let family = metric.encode_family(&labels)?;
+                let value = get(&t.sync().progress());
+                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(family)?;
+            }
+        }
         for (name, help, value) in [
             (
                 "geoul_sweeper_examined",
@@ -141,6 +196,11 @@ impl Collector for StoreCollector {
                 "geoul_sweeper_expired",
                 "Values dropped by the expiry sweeper",
                 &self.sweep.expired,
+            ),
+            (
+                "geoul_tombstones_collected",
+                "Deletes and expiry markers collected after the tombstone grace",
+                &self.sweep.collected,
             ),
         ] {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));

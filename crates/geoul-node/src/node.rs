@@ -13,6 +13,7 @@ use geoul_membership::{
     Membership, MembershipConfig, MembershipError, MembershipMetrics, MembershipOptions, NodeId,
     NodeMeta, ServiceHealth,
 };
+use geoul_replication::sync::{SyncConfig, SyncManager, SyncMetrics, SyncServer};
 use geoul_replication::{LocalStore, Placement, ReplicationMetrics, Replicator, StoreError};
 use geoul_storage::{DiskStore, StorageError, StorageOptions, SyncPolicy};
 use geoul_store::{Clock, Hlc, Origin, TableOptions, Timestamp};
@@ -63,6 +64,8 @@ pub struct NodeParams {
     pub kv: TableOptions,
     /// Clock-skew allowance for expiry and the most a peer's clock may lead ours.
     pub skew_margin: Duration,
+    /// Sync, anti-entropy and tombstone GC settings.
+    pub sync_config: SyncConfig,
 }
 
 /// How often the expiry sweeper runs, and how many entries it examines per run:
@@ -93,6 +96,7 @@ pub struct Node<N: Net> {
     membership: Membership,
     transport: Transport<N>,
     replicator: Arc<Replicator<TransportLink<N>>>,
+    sync: SyncManager,
     background: Vec<tokio::task::JoinHandle<()>>,
     registry: Arc<Registry>,
     started: Instant,
@@ -116,6 +120,8 @@ impl<N: Net> Node<N> {
         let uses = store.table_uses();
         for u in &uses {
             meta.tables.insert(u.table.clone(), u.summary.clone());
+            // Nothing is synced before the first sync: say so from the start.
+            meta.syncing.insert(u.table.clone());
         }
         let membership_metrics = MembershipMetrics::default();
         let options = MembershipOptions {
@@ -138,12 +144,13 @@ impl<N: Net> Node<N> {
             ..TransportConfig::default()
         };
         let cell: ReplicatorCell<N> = Arc::default();
+        let sync_server = SyncServer::new(store.clone(), params.sync_config.serve_concurrency);
         let transport = Transport::bind(
             net,
             params.bind,
             secret,
             transport_config,
-            PeerHandler::new(membership.clone(), cell.clone()),
+            PeerHandler::new(membership.clone(), cell.clone(), sync_server),
         )
         .await?;
         let (placement_tx, placement_rx) =
@@ -159,16 +166,33 @@ impl<N: Net> Node<N> {
             store.clone(),
             Origin::new(&params.name, params.generation),
             Arc::new(TransportLink::new(transport.clone())),
-            placement_rx,
+            placement_rx.clone(),
             replication_metrics.clone(),
         ));
         // The cell is fresh and set exactly once, here.
         let _ = cell.set(replicator.clone());
+        let sync_metrics = SyncMetrics::default();
+        let sync = SyncManager::spawn(
+            store.clone(),
+            Arc::new(TransportLink::new(transport.clone())),
+            placement_rx,
+            params.sync_config.clone(),
+            sync_metrics.clone(),
+            advertise_syncing(membership.clone()),
+        );
+        let mut background = Vec::new();
+        if let Some(dir) = &params.tables_dir {
+            background.push(tokio::spawn(crate::contact::save_forever(
+                dir.clone(),
+                sync.last_contact_fn(),
+            )));
+        }
         let sweep = Arc::new(crate::metrics::SweepCounters::default());
         let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep.clone()));
         let mut registry = Registry::default();
         membership_metrics.register(&mut registry);
         replication_metrics.register(&mut registry);
+        sync_metrics.register(&mut registry);
         registry.register_collector(Box::new(crate::metrics::StoreCollector { store, sweep }));
         registry.register_collector(Box::new(TransportCollector(transport.metrics())));
         tracing::info!(
@@ -182,7 +206,11 @@ impl<N: Net> Node<N> {
             membership,
             transport,
             replicator,
-            background: vec![placement_task, sweeper],
+            sync,
+            background: {
+                background.extend([placement_task, sweeper]);
+                background
+            },
             registry: Arc::new(registry),
             started: Instant::now(),
             membership_task,
@@ -207,11 +235,19 @@ impl<N: Net> Node<N> {
     /// The `/status` document.
     pub fn status(&self) -> StatusReport {
         let uptime = Instant::now().saturating_duration_since(self.started);
-        StatusReport::new(
+        let mut report = StatusReport::new(
             &self.membership.snapshot(),
             std::process::id(),
             uptime.as_secs(),
-        )
+        );
+        report.tables = crate::status::table_statuses(self.replicator.store());
+        report
+    }
+
+    /// When a peer last answered anti-entropy for every table (Unix ms): the
+    /// binary persists it so a restart after the tombstone grace wipes the data.
+    pub fn last_contact_ms(&self) -> Option<u64> {
+        self.sync.last_contact_ms()
     }
 
     /// Prometheus/OpenMetrics text of every metric.
@@ -236,6 +272,7 @@ impl<N: Net> Node<N> {
         tokio::time::sleep(LEAVE_LINGER).await;
         self.transport.shutdown().await;
         self.membership_task.abort();
+        drop(self.sync);
         for task in &self.background {
             task.abort();
         }
@@ -245,10 +282,16 @@ impl<N: Net> Node<N> {
 
 fn open_store(params: &NodeParams) -> Result<LocalStore, NodeError> {
     let disk = match &params.tables_dir {
-        Some(dir) => Some(Arc::new(DiskStore::open(
-            dir,
-            StorageOptions::with_sync(params.sync),
-        )?)),
+        Some(dir) => {
+            let disk = DiskStore::open(dir, StorageOptions::with_sync(params.sync))?;
+            crate::contact::wipe_if_away_too_long(
+                &disk,
+                dir,
+                params.clock.unix_ms(),
+                params.sync_config.wipe_after(),
+            )?;
+            Some(Arc::new(disk))
+        }
         None => None,
     };
     let hlc = Arc::new(Hlc::new(
@@ -256,12 +299,26 @@ fn open_store(params: &NodeParams) -> Result<LocalStore, NodeError> {
         params.skew_margin,
         Timestamp::ZERO,
     ));
-    let store = LocalStore::new(hlc, params.skew_margin, disk);
+    let store = LocalStore::new(hlc, params.skew_margin, disk)
+        .with_tombstone_grace(params.sync_config.tombstone_grace);
     if params.services.iter().any(|s| s == crate::kv::KV) {
         let loaded = store.declare(crate::kv::KV, crate::kv::spec(params.kv.clone()))?;
         tracing::info!(table = crate::kv::KV, entries = loaded, "table ready");
     }
     Ok(store)
+}
+
+/// Gossips whether this node is still syncing a table (readers try it last).
+fn advertise_syncing(membership: Membership) -> geoul_replication::sync::manager::SyncingSink {
+    Arc::new(move |table: &str, syncing: bool| {
+        let membership = membership.clone();
+        let table = table.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = membership.set_table_syncing(&table, syncing).await {
+                tracing::warn!(table, error = %e, "could not advertise the sync state");
+            }
+        });
+    })
 }
 
 /// Recomputes placement on every membership change.
@@ -275,7 +332,8 @@ async fn follow_placement(
     let mut reported: Vec<geoul_replication::Conflict> = Vec::new();
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
-        let next = Placement::compute(&snapshot.view, &me, &uses);
+        let prior = placement.borrow().clone();
+        let next = Placement::compute(&snapshot.view, &me, &uses, Some(&prior));
         for c in next.conflicts() {
             if !reported.contains(c) {
                 tracing::error!(
@@ -309,6 +367,17 @@ async fn sweep_forever(store: Arc<LocalStore>, counters: Arc<crate::metrics::Swe
                 .examined
                 .fetch_add(stats.examined, Ordering::Relaxed);
             counters.expired.fetch_add(stats.expired, Ordering::Relaxed);
+            let gc = table
+                .lock()
+                .collect_garbage(store.gc_horizon_ms(), SWEEP_BUDGET);
+            if !gc.collected.is_empty() {
+                counters
+                    .collected
+                    .fetch_add(gc.collected.len() as u64, Ordering::Relaxed);
+                if let Err(e) = store.forget(&table, &gc.collected) {
+                    tracing::warn!(error = %e, "removing collected deletes from disk failed");
+                }
+            }
         }
     }
 }

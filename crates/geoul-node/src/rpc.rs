@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use geoul_membership::Membership;
+use geoul_replication::sync::{SyncRequest, SyncResponse, SyncServer};
 use geoul_replication::{local_scan, BatchAck, ReplicateBatch, Replicator, ScanPage};
 use geoul_store::{Entry, Key};
 use geoul_transport::{Handler, Net, PeerInfo, RemoteError};
@@ -43,6 +44,8 @@ pub enum PeerRequest {
     },
     /// A kv service request (from a client or another node).
     Kv(KvRequest),
+    /// Sync and anti-entropy between replicas.
+    Sync(SyncRequest),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -63,6 +66,8 @@ pub enum PeerResponse {
     ScanPage(ScanPage),
     /// Answer to `Kv`.
     Kv(KvResponse),
+    /// Answer to `Sync`.
+    Sync(SyncResponse),
 }
 
 impl PeerRequest {
@@ -86,14 +91,20 @@ pub type ReplicatorCell<N> = Arc<OnceLock<Arc<Replicator<TransportLink<N>>>>>;
 pub struct PeerHandler<N: Net> {
     membership: Membership,
     replicator: ReplicatorCell<N>,
+    sync: SyncServer,
 }
 
 impl<N: Net> PeerHandler<N> {
-    /// A handler answering from `membership` and, once set, `replicator`.
-    pub fn new(membership: Membership, replicator: ReplicatorCell<N>) -> Arc<Self> {
+    /// A handler answering from `membership`, `sync` and, once set, `replicator`.
+    pub fn new(
+        membership: Membership,
+        replicator: ReplicatorCell<N>,
+        sync: SyncServer,
+    ) -> Arc<Self> {
         Arc::new(Self {
             membership,
             replicator,
+            sync,
         })
     }
 }
@@ -125,6 +136,14 @@ impl<N: Net> Handler for PeerHandler<N> {
             };
             return Box::pin(async move { reply(pong) });
         }
+        if let PeerRequest::Sync(request) = request {
+            let answer = self
+                .sync
+                .serve(request)
+                .map_err(|e| RemoteError(e.to_string()))
+                .and_then(|r| reply(PeerResponse::Sync(r)));
+            return Box::pin(async move { answer });
+        }
         let Some(replicator) = self.replicator.get().cloned() else {
             return Box::pin(async { Err(RemoteError("node is starting".into())) });
         };
@@ -139,7 +158,9 @@ async fn serve<N: Net>(
     let store = replicator.store();
     let unknown = |t: &str| RemoteError(format!("unknown table {t:?}"));
     match request {
-        PeerRequest::Ping => Err(RemoteError("ping is answered earlier".into())),
+        PeerRequest::Ping | PeerRequest::Sync(_) => Err(RemoteError(
+            "answered before the replicator is needed".into(),
+        )),
         PeerRequest::Replicate(batch) => {
             let results = store.apply_batch(batch.items);
             let refused = results
@@ -151,6 +172,15 @@ async fn serve<N: Net>(
         }
         PeerRequest::ReadEntry { table, key } => {
             let handle = store.table(&table).ok_or_else(|| unknown(&table))?;
+            let slot = geoul_placement::slot_of(key.as_bytes());
+            let state = handle.sync().get(slot);
+            if !state.serves() {
+                // The reader moves on to the next replica.
+                return Err(RemoteError(format!(
+                    "table {table} slot {slot} is {} on this node",
+                    state.word()
+                )));
+            }
             let entry = handle.lock().get_entry(&key);
             reply(PeerResponse::Entry(entry))
         }

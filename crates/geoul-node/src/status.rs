@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 use geoul_membership::{MemberInfo, Snapshot};
+use geoul_replication::sync::{StateCounts, SyncProgress};
+use geoul_replication::LocalStore;
 use serde::{Deserialize, Serialize};
 
 /// One service's health as reported in status.
@@ -55,6 +57,67 @@ pub struct StatusReport {
     pub local_health_score: u32,
     /// Every known member, this node included, sorted by name.
     pub members: Vec<MemberStatus>,
+    /// This node's tables: slot states and sync progress.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableStatus>,
+}
+
+/// One table on this node: how many slots are in each state, and the progress
+/// of the current (or last) sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStatus {
+    /// Slot counts: `synced`, `syncing`, `leaving`, `stale`, `absent`.
+    pub slots: StateCounts,
+    /// Sync progress.
+    pub sync: SyncProgress,
+    /// Entries held (values and markers).
+    pub entries: u64,
+    /// Digest of every slot this node serves, combined (equal on two nodes that
+    /// serve the same slots with the same contents).
+    pub digest: String,
+    /// The node's clock when the status was taken (Unix ms), to turn the
+    /// progress times into a rate and an ETA.
+    #[serde(default)]
+    pub now_ms: u64,
+}
+
+impl TableStatus {
+    /// Whether the node holds slots of the table (placement is known) and all
+    /// of them are synced.
+    pub fn synced(&self) -> bool {
+        self.slots.syncing == 0 && self.slots.synced > 0
+    }
+}
+
+/// The status of every table in `store`.
+pub fn table_statuses(store: &LocalStore) -> BTreeMap<String, TableStatus> {
+    store
+        .tables()
+        .iter()
+        .map(|t| {
+            let (entries, digest) = {
+                let table = t.lock();
+                let stats = table.stats();
+                let mut digest = 0u64;
+                for slot in geoul_placement::Slot::all() {
+                    if t.sync().serves(slot) {
+                        digest = digest
+                            .rotate_left(7)
+                            .wrapping_add(table.slot_digest(slot) ^ u64::from(slot.get()));
+                    }
+                }
+                (stats.values + stats.markers, digest)
+            };
+            let status = TableStatus {
+                slots: t.sync().counts(),
+                sync: t.sync().progress(),
+                entries,
+                digest: format!("{digest:016x}"),
+                now_ms: store.hlc().wall_ms(),
+            };
+            (t.spec().name.clone(), status)
+        })
+        .collect()
 }
 
 fn member_status(m: &MemberInfo) -> MemberStatus {
@@ -101,7 +164,14 @@ impl StatusReport {
             uptime_s,
             local_health_score: snapshot.local_health_score,
             members: snapshot.view.members.values().map(member_status).collect(),
+            tables: BTreeMap::new(),
         }
+    }
+
+    /// Whether every slot this node holds is synced (it answers reads for
+    /// all of them).
+    pub fn synced(&self) -> bool {
+        self.tables.values().all(TableStatus::synced)
     }
 
     /// Members in `state`.

@@ -13,6 +13,7 @@ pub mod messages;
 pub mod metrics;
 pub mod placement;
 pub mod replicator;
+pub mod sync;
 
 pub use local::{LocalStore, StoreError, TableHandle};
 

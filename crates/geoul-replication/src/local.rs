@@ -19,6 +19,13 @@ use geoul_store::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::sync::SlotStates;
+
+/// Default grace period before deletes and expiry markers are collected: longer
+/// than any partition or outage the cluster is meant to ride out; a node away
+/// longer is wiped and fully re-synced.
+pub const TOMBSTONE_GRACE_DEFAULT: Duration = Duration::from_secs(6 * 3600);
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,6 +61,7 @@ pub struct TableHandle {
     service: String,
     spec: TableSpec,
     table: Mutex<Table>,
+    sync: SlotStates,
 }
 
 impl TableHandle {
@@ -65,6 +73,11 @@ impl TableHandle {
     /// Its declaration.
     pub fn spec(&self) -> &TableSpec {
         &self.spec
+    }
+
+    /// The sync state of each slot on this node.
+    pub fn sync(&self) -> &SlotStates {
+        &self.sync
     }
 
     /// Locks the table. Held for microseconds (one apply or one read).
@@ -118,6 +131,7 @@ pub struct LocalStore {
     hlc: Arc<Hlc>,
     skew_margin: Duration,
     disk: Option<Arc<DiskStore>>,
+    tombstone_grace: Duration,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -139,7 +153,31 @@ impl LocalStore {
             hlc,
             skew_margin,
             disk,
+            tombstone_grace: TOMBSTONE_GRACE_DEFAULT,
         }
+    }
+
+    /// Sets the tombstone grace period (see [`TOMBSTONE_GRACE_DEFAULT`]).
+    pub fn with_tombstone_grace(mut self, grace: Duration) -> Self {
+        self.tombstone_grace = grace;
+        self
+    }
+
+    /// The tombstone grace period.
+    pub fn tombstone_grace(&self) -> Duration {
+        self.tombstone_grace
+    }
+
+    /// Deletes and markers older than this (Unix ms) are collected now.
+    pub fn gc_horizon_ms(&self) -> u64 {
+        let grace = u64::try_from(self.tombstone_grace.as_millis()).unwrap_or(u64::MAX);
+        self.hlc.wall_ms().saturating_sub(grace)
+    }
+
+    /// Entries that may be collected within the skew margin: left out of digest
+    /// comparisons so replicas collecting a moment apart do not look different.
+    pub fn gc_exclude_before_ms(&self) -> u64 {
+        self.gc_horizon_ms().saturating_add(self.skew_margin_ms())
     }
 
     /// The clock.
@@ -179,6 +217,7 @@ impl LocalStore {
             service: service.to_string(),
             spec: spec.clone(),
             table: Mutex::new(table),
+            sync: SlotStates::default(),
         });
         self.tables
             .write()
@@ -213,6 +252,7 @@ impl LocalStore {
     pub fn apply_batch(&self, items: Vec<(String, Entry)>) -> Vec<Result<Applied, String>> {
         let mut results = Vec::with_capacity(items.len());
         let mut to_persist: Vec<(String, Entry)> = Vec::new();
+        let horizon = self.gc_horizon_ms();
         for (table_name, entry) in items {
             let Some(handle) = self.table(&table_name) else {
                 results.push(Err(format!("unknown table {table_name:?}")));
@@ -220,6 +260,12 @@ impl LocalStore {
             };
             if let Err(e) = self.hlc.observe(entry.version.ts) {
                 results.push(Err(format!("refused: {e}")));
+                continue;
+            }
+            if geoul_store::collectable(&entry, horizon) {
+                // GC would drop it at once; storing it would only make a
+                // replica that already collected it look different.
+                results.push(Ok(Applied::Stale));
                 continue;
             }
             let durable = handle.spec.options.durability == Durability::Disk;
@@ -240,6 +286,33 @@ impl LocalStore {
             }
         }
         results
+    }
+
+    /// Removes `keys` of `table` from the durable store (a dropped slot, a
+    /// collected delete). A no-op for `Memory` tables.
+    pub fn forget(&self, table: &TableHandle, keys: &[Key]) -> Result<(), StoreError> {
+        if table.spec.options.durability != Durability::Disk || keys.is_empty() {
+            return Ok(());
+        }
+        let disk = self
+            .disk
+            .as_ref()
+            .ok_or_else(|| StoreError::NoDiskStore(table.spec.name.clone()))?;
+        for chunk in keys.chunks(4096) {
+            let records: Vec<Record<'_>> = chunk
+                .iter()
+                .map(|k| Record {
+                    table: &table.spec.name,
+                    key: k.as_bytes(),
+                    value: None,
+                })
+                .collect();
+            run_blocking(|| disk.write_batch(&records)).map_err(|source| StoreError::Storage {
+                table: table.spec.name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     fn persist(&self, items: &[(String, Entry)]) -> Result<(), StoreError> {

@@ -67,4 +67,12 @@ pub trait ReplicaLink: Send + Sync + 'static {
         limit: u32,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<crate::replicator::ScanPage, LinkError>>;
+
+    /// A sync or repair request (see `sync::protocol`).
+    fn sync(
+        &self,
+        to: SocketAddr,
+        request: crate::sync::SyncRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<crate::sync::SyncResponse, LinkError>>;
 }

@@ -42,6 +42,8 @@ pub struct Route {
     pub alive: bool,
     /// Its service reports itself healthy (or degraded).
     pub healthy: bool,
+    /// It advertises that it is still syncing some slot of the table.
+    pub syncing: bool,
 }
 
 /// A member left out of a table's placement because it declares it differently.
@@ -64,16 +66,47 @@ pub struct Placement {
     maps: HashMap<String, PlacementMap>,
     routes: HashMap<(String, String), Route>,
     conflicts: Vec<Conflict>,
+    declared: HashMap<String, usize>,
+    /// Per table, the map before the last change, kept while a handoff may be
+    /// under way (some host still syncing) so reads can reach previous owners.
+    previous: HashMap<String, PlacementMap>,
+    /// Live members whose metadata is not known yet.
+    unknown: usize,
 }
 
 impl Placement {
-    /// Computes placement for each table in `uses` from `view`.
-    pub fn compute(view: &View, me: &str, uses: &[TableUse]) -> Self {
+    /// Computes placement for each table in `uses` from `view`; `prior` is the
+    /// placement this one replaces (to remember previous owners).
+    ///
+    /// A live member whose metadata has not arrived is left out and makes the
+    /// placement incomplete (see [`Placement::complete`]).
+    pub fn compute(view: &View, me: &str, uses: &[TableUse], prior: Option<&Placement>) -> Self {
         let mut maps = HashMap::new();
         let mut routes = HashMap::new();
         let mut conflicts = Vec::new();
+        let mut declared = HashMap::new();
+        let mut previous = HashMap::new();
+        let unknown = view
+            .members
+            .values()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .filter(|m| m.meta.is_none())
+            .count();
         for table_use in uses {
             let mut hosts: Vec<(String, Route)> = Vec::new();
+            // Members whose metadata has not arrived yet may host the table:
+            // they count as hosts until we know better.
+            let known = view
+                .members
+                .values()
+                .filter(|m| m.state != MemberState::Left)
+                .filter(|m| {
+                    m.meta
+                        .as_ref()
+                        .is_none_or(|meta| meta.services.contains_key(&table_use.service))
+                })
+                .count();
+            declared.insert(table_use.table.clone(), known);
             for m in view.members.values() {
                 if !matches!(m.state, MemberState::Alive | MemberState::Suspect) {
                     continue;
@@ -100,6 +133,7 @@ impl Placement {
                     addr: m.id.addr,
                     alive: m.state == MemberState::Alive,
                     healthy: !matches!(health, ServiceHealth::Unhealthy(_)),
+                    syncing: meta.syncing.contains(&table_use.table),
                 };
                 hosts.push((m.id.name.clone(), route));
             }
@@ -110,8 +144,22 @@ impl Placement {
                 }
                 Err(e) => tracing::error!(table = %table_use.table, error = %e, "placement failed"),
             }
+            let handoff = hosts.iter().any(|(_, r)| r.syncing);
             for (name, route) in hosts {
                 routes.insert((table_use.table.clone(), name), route);
+            }
+            if let Some(prior) = prior {
+                let table = &table_use.table;
+                // A fresh change always keeps the old map (the new owners'
+                // "syncing" may not have been gossiped yet); an older one only
+                // while some host is still syncing.
+                let before = match (prior.maps.get(table), maps.get(table)) {
+                    (Some(old), Some(new)) if old != new => Some(old.clone()),
+                    _ => prior.previous.get(table).filter(|_| handoff).cloned(),
+                };
+                if let Some(before) = before {
+                    previous.insert(table.clone(), before);
+                }
             }
         }
         Self {
@@ -119,7 +167,54 @@ impl Placement {
             maps,
             routes,
             conflicts,
+            declared,
+            previous,
+            unknown,
         }
+    }
+
+    /// Whether every live member's metadata is known. Until then placement may
+    /// leave out hosts, so sync decisions (which copies to merge, whether to
+    /// bootstrap) wait.
+    pub fn complete(&self) -> bool {
+        self.unknown == 0
+    }
+
+    /// Replicas of `slot` under the previous placement that are no longer
+    /// replicas, while a handoff may be under way: they may still serve the
+    /// slot (leaving), so `One` reads fall back to them and writes reach them.
+    pub fn previous_only(&self, table: &str, slot: Slot) -> Vec<Route> {
+        let Some(before) = self.previous.get(table) else {
+            return Vec::new();
+        };
+        let now = self.maps.get(table);
+        before
+            .replicas(slot)
+            .filter(|name| now.is_none_or(|m| !m.holds(slot, name)))
+            .filter_map(|name| {
+                self.routes
+                    .get(&(table.to_string(), name.to_string()))
+                    .cloned()
+            })
+            .collect()
+    }
+
+    /// Members hosting `table`'s service that are not known to have left, dead
+    /// ones included: the cluster's size as far as this node knows.
+    pub fn declared_hosts(&self, table: &str) -> usize {
+        self.declared.get(table).copied().unwrap_or(0)
+    }
+
+    /// Whether this node holds `slot` of `table` under this placement.
+    pub fn holds(&self, table: &str, slot: Slot) -> bool {
+        self.maps
+            .get(table)
+            .is_some_and(|m| m.holds(slot, &self.me))
+    }
+
+    /// Whether placement of `table` is known (some host, this node included).
+    pub fn knows(&self, table: &str) -> bool {
+        self.maps.contains_key(table)
     }
 
     /// This node's name.
@@ -158,12 +253,13 @@ impl Placement {
         hosts
     }
 
-    /// The replicas of `slot` in routing order: this node first if it is one,
-    /// then alive and healthy ones, then the rest, each group by preference.
+    /// The replicas of `slot` in routing order: replicas still syncing the
+    /// table last; before them this node first if it is one, then alive and
+    /// healthy ones, then the rest, each group by preference.
     pub fn routing_order(&self, table: &str, slot: Slot) -> Vec<Route> {
         let mut replicas = self.replicas(table, slot);
         // A stable sort keeps the rendezvous preference inside each group.
-        replicas.sort_by_key(|r| (r.name != self.me, !(r.alive && r.healthy)));
+        replicas.sort_by_key(|r| (r.syncing, r.name != self.me, !(r.alive && r.healthy)));
         replicas
     }
 }
@@ -220,7 +316,7 @@ mod tests {
             MemberState::Alive,
         ));
         view.offer(member("d", 4, None, MemberState::Dead));
-        let p = Placement::compute(&view, "a", &uses());
+        let p = Placement::compute(&view, "a", &uses(), None);
         assert_eq!(p.conflicts().len(), 1);
         assert_eq!(p.conflicts()[0].node, "c");
         let hosts: Vec<String> = p.hosts("kv").into_iter().map(|r| r.name).collect();

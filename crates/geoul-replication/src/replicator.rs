@@ -212,6 +212,33 @@ impl<L: ReplicaLink> Replicator<L> {
         Ok(replicas)
     }
 
+    /// Previous owners of `slot` during a handoff (see `Placement::previous_only`).
+    fn previous_owners(&self, handle: &TableHandle, slot: Slot) -> Vec<Route> {
+        let placement = self.placement.borrow().clone();
+        placement.previous_only(&handle.spec().name, slot)
+    }
+
+    /// Where a `One` read of `slot` may look once its current replicas refused
+    /// (all still syncing): previous owners first, then every other host, any
+    /// of which may still hold the slot as leaving (this node may not have seen
+    /// the placement before the change, e.g. because it just joined).
+    fn fallback_owners(&self, handle: &TableHandle, slot: Slot, current: &[Route]) -> Vec<Route> {
+        let placement = self.placement.borrow().clone();
+        let table = &handle.spec().name;
+        let mut out = placement.previous_only(table, slot);
+        for host in placement.hosts(table) {
+            if !current
+                .iter()
+                .chain(out.iter())
+                .any(|r| r.name == host.name)
+            {
+                out.push(host);
+            }
+        }
+        out.sort_by_key(|r| (r.syncing, !r.alive));
+        out
+    }
+
     fn me(&self) -> String {
         self.placement.borrow().me().to_string()
     }
@@ -312,6 +339,18 @@ impl<L: ReplicaLink> Replicator<L> {
                 }
             }
         }
+        // Previous owners still serving the slot during a handoff get the
+        // write too (not counted: they are about to drop the slot), so a `One`
+        // read that falls back to them is not stale.
+        for route in self.previous_owners(handle, slot) {
+            if route.name != me {
+                drop(
+                    self.batcher(route.addr)
+                        .submit(&req.table, entry.clone(), deadline)
+                        .await,
+                );
+            }
+        }
         // Remaining replicas keep going in their batchers; record their lag.
         let lag = self.metrics.replica_lag.clone();
         if !pending.is_empty() {
@@ -369,9 +408,19 @@ impl<L: ReplicaLink> Replicator<L> {
         let replicas = self.read_replicas(handle, &key)?;
         let deadline = Instant::now() + timeout;
         let me = self.me();
+        let slot = slot_of(key.as_bytes());
+        let serves_here = handle.sync().serves(slot);
+        // When every current replica is still syncing, a previous owner that
+        // keeps the slot until the handoff completes answers instead.
+        let fallback = self.fallback_owners(handle, slot, &replicas);
+        let replicas: Vec<Route> = replicas.into_iter().chain(fallback).collect();
         for route in &replicas {
             if route.name == me {
-                return Ok(handle.lock().get_entry(&key));
+                // A syncing copy never answers (DESIGN.md §4 line 5).
+                if serves_here {
+                    return Ok(handle.lock().get_entry(&key));
+                }
+                continue;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let name = handle.spec().name.clone();
@@ -401,10 +450,13 @@ impl<L: ReplicaLink> Replicator<L> {
         let table = handle.spec().name.clone();
         let mut answers: Vec<(Route, Option<Entry>)> = Vec::new();
         let mut pending = FuturesUnordered::new();
+        let serves_here = handle.sync().serves(slot_of(key.as_bytes()));
         for route in replicas {
             if route.name == me {
-                let local = handle.lock().get_entry(&key);
-                answers.push((route, local));
+                if serves_here {
+                    let local = handle.lock().get_entry(&key);
+                    answers.push((route, local));
+                }
             } else {
                 let fut = self
                     .link
@@ -518,13 +570,20 @@ impl<L: ReplicaLink> Replicator<L> {
             }
         }
         let hlc = self.store.hlc().clone();
-        let pages = pages
+        let mut covered = vec![0u64; usize::from(geoul_placement::SLOT_COUNT) / 64];
+        let pages: Vec<ScanPage> = pages
             .into_iter()
             .map(|mut p| {
                 p.entries.retain(|e| hlc.check(e.version.ts).is_ok());
+                for (c, s) in covered.iter_mut().zip(&p.served) {
+                    *c |= *s;
+                }
                 p
             })
             .collect();
+        // A slot no answering node serves (all its replicas syncing or down)
+        // may hide keys: say so.
+        let partial = partial || covered.iter().any(|w| *w != u64::MAX);
         Ok(merge_pages(pages, limit, now, margin, partial))
     }
 }
@@ -592,6 +651,9 @@ pub struct ScanPage {
     pub entries: Vec<Entry>,
     /// Stopped before the end of the prefix (limit or page bound reached).
     pub truncated: bool,
+    /// Slots this node answered for (bit `i` of word `i / 64`); entries of
+    /// slots it does not serve (syncing, not held) are left out.
+    pub served: Vec<u64>,
 }
 
 /// This node's page for a scan of `prefix` at `now_ms`.
@@ -602,9 +664,11 @@ pub fn local_scan(
     now_ms: u64,
     margin_ms: u64,
 ) -> ScanPage {
+    let served = handle.sync().serving_bitmap();
     let mut found: Vec<Entry> = {
         let table = handle.lock();
         Slot::all()
+            .filter(|s| served[s.index() / 64] & (1u64 << (s.index() % 64)) != 0)
             .flat_map(|s| {
                 table
                     .slot_entries(s)
@@ -616,7 +680,10 @@ pub fn local_scan(
     found.sort_by(|a, b| a.key.cmp(&b.key));
     let limit = limit.min(SCAN_LIMIT_MAX) as usize;
     let mut visible = 0usize;
-    let mut page = ScanPage::default();
+    let mut page = ScanPage {
+        served,
+        ..ScanPage::default()
+    };
     let total = found.len();
     for (i, e) in found.into_iter().enumerate() {
         if visible >= limit || page.entries.len() >= SCAN_PAGE_ENTRIES_MAX {
@@ -663,10 +730,12 @@ mod scan_tests {
                 e("p/4", 5, true),
             ],
             truncated: true,
+            served: vec![],
         };
         let b = ScanPage {
             entries: vec![e("p/1", 1, true), e("p/4", 1, true), e("p/5", 1, true)],
             truncated: false,
+            served: vec![],
         };
         let r = merge_pages(vec![a, b], 2, 0, 0, false);
         let keys: Vec<&[u8]> = r.entries.iter().map(|e| e.key.as_bytes()).collect();

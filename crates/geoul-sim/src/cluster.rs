@@ -5,6 +5,8 @@
 //! latency) and observation of every node's view and `watch()` events. Does not
 //! own: the invariants (tests state them).
 
+use geoul_node::status::TableStatus;
+use geoul_replication::sync::SyncConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,6 +44,10 @@ pub struct SimOptions {
     pub kv_durability: Durability,
     /// Wall-clock offsets of some nodes, in ms (node index from 0, offset).
     pub clock_skews: Vec<(usize, i64)>,
+    /// Sync and anti-entropy settings of every node.
+    pub sync: SyncConfig,
+    /// Options of the `kv` table (its durability comes from `kv_durability`).
+    pub kv: geoul_store::TableOptions,
 }
 
 impl Default for SimOptions {
@@ -53,6 +59,12 @@ impl Default for SimOptions {
             max_latency: Duration::from_millis(5),
             kv_durability: Durability::Memory,
             clock_skews: Vec::new(),
+            sync: SyncConfig {
+                anti_entropy_period: Duration::from_millis(500),
+                bootstrap_wait: Duration::from_secs(1),
+                ..SyncConfig::default()
+            },
+            kv: geoul_node::kv::default_options(),
         }
     }
 }
@@ -71,6 +83,9 @@ enum HostCommand {
 /// Where a simulated request's answer goes.
 pub type Reply = tokio::sync::oneshot::Sender<Result<PeerResponse, String>>;
 
+/// How often each node reports its table status to the test.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
+
 /// How long a simulated request may take before it counts as failed.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -81,6 +96,7 @@ struct Observed {
     events: BTreeMap<String, Vec<MembershipEvent>>,
     generations: BTreeMap<String, u64>,
     commands: BTreeMap<String, mpsc::Sender<HostCommand>>,
+    tables: BTreeMap<String, BTreeMap<String, TableStatus>>,
 }
 
 type Shared = Arc<Mutex<Observed>>;
@@ -142,6 +158,8 @@ impl<'a> SimCluster<'a> {
                 skew_ms,
                 tables_dir: dirs.as_ref().map(|d| d.path().join(name)),
                 kv_durability: options.kv_durability,
+                sync: options.sync.clone(),
+                kv: options.kv.clone(),
                 name: name.clone(),
                 peers: names.clone(),
                 secret: secret.clone(),
@@ -214,6 +232,7 @@ impl<'a> SimCluster<'a> {
         let mut observed = lock(&self.observed);
         observed.views.remove(name);
         observed.commands.remove(name);
+        observed.tables.remove(name);
     }
 
     /// Destroys a crashed node's durable data, as if its disk was replaced.
@@ -292,6 +311,22 @@ impl<'a> SimCluster<'a> {
             .iter()
             .filter(|o| o.as_str() != member)
             .all(|o| self.state_seen_by(o, member) == Some(state))
+    }
+
+    /// The table status `node` last reported (slot states, progress, digest).
+    pub fn tables_of(&self, node: &str) -> Option<BTreeMap<String, TableStatus>> {
+        lock(&self.observed).tables.get(node).cloned()
+    }
+
+    /// Whether every running node reported every slot it holds synced.
+    pub fn synced(&self) -> bool {
+        let observed = lock(&self.observed);
+        self.running.iter().all(|n| {
+            observed
+                .tables
+                .get(n)
+                .is_some_and(|t| !t.is_empty() && t.values().all(TableStatus::synced))
+        })
     }
 
     /// Whether every running node sees exactly the running nodes alive.
@@ -442,6 +477,8 @@ struct HostSpec {
     skew_ms: i64,
     tables_dir: Option<std::path::PathBuf>,
     kv_durability: Durability,
+    sync: SyncConfig,
+    kv: geoul_store::TableOptions,
     peers: Vec<String>,
     secret: ClusterSecret,
     membership: MembershipConfig,
@@ -458,6 +495,7 @@ impl HostSpec {
             *g += 1;
             let g = *g;
             observed.events.insert(self.name.clone(), Vec::new());
+            observed.tables.remove(&self.name);
             g
         };
         let addr_of = |name: &str| SocketAddr::new(turmoil::lookup(name), SIM_PORT);
@@ -483,9 +521,10 @@ impl HostSpec {
             sync: geoul_storage::SyncPolicy::EveryBatch,
             kv: geoul_store::TableOptions {
                 durability: self.kv_durability,
-                ..geoul_node::kv::default_options()
+                ..self.kv.clone()
             },
             skew_margin: Duration::from_millis(200),
+            sync_config: self.sync.clone(),
         };
         let node = Node::start(SimNet::new(self.loss.clone()), self.secret.clone(), params).await?;
         let mut events = node.membership().watch();
@@ -498,8 +537,13 @@ impl HostSpec {
                 .views
                 .insert(self.name.clone(), node.membership().snapshot());
         }
+        let mut report = tokio::time::interval(STATUS_EVERY);
         loop {
             tokio::select! {
+                _ = report.tick() => {
+                    let tables = geoul_node::status::table_statuses(node.replicator().store());
+                    lock(&self.observed).tables.insert(self.name.clone(), tables);
+                }
                 Some(command) = commands.recv() => match command {
                     HostCommand::SetHealth(service, health) => {
                         node.membership().set_service_health(&service, health).await?;

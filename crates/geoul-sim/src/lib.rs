@@ -7,6 +7,7 @@
 //! `GEOUL_SIM_SEEDS=<n>` sets how many seeds each test runs (soak runs use many).
 //! `GEOUL_SIM_LOG=debug` prints node logs.
 
+pub mod checks;
 pub mod clock;
 pub mod cluster;
 pub mod net;

@@ -14,10 +14,14 @@ pub mod entry;
 pub mod hlc;
 pub mod options;
 pub mod table;
+pub mod table_sync;
 pub mod value;
 
 pub use entry::{Entry, Key, KeyError, Origin, Version, KEY_BYTES_MAX};
 pub use hlc::{Clock, ClockSkewError, Hlc, ManualClock, SystemClock, Timestamp};
 pub use options::{Ack, Durability, Replication, SpecError, TableOptions, TableSpec};
 pub use table::{Applied, SweepStats, Table, TableStats, Ttl, Visible};
+pub use table_sync::{
+    bucket_of, collectable, BucketMask, Cursor, GcStats, KeyVersion, Page, ALL_BUCKETS, BUCKETS,
+};
 pub use value::{DocError, Document, EncodedDoc, Value};

@@ -28,20 +28,20 @@ use crate::value::EncodedDoc;
 pub const SCAN_LIMIT_MAX: usize = 1000;
 
 #[derive(Clone, Debug)]
-struct Stored {
-    version: Version,
+pub(crate) struct Stored {
+    pub(crate) version: Version,
     /// 0 = never.
-    expires_at_ms: u64,
-    value: Option<EncodedDoc>,
+    pub(crate) expires_at_ms: u64,
+    pub(crate) value: Option<EncodedDoc>,
 }
 
 impl Stored {
-    fn expires(&self) -> Option<u64> {
+    pub(crate) fn expires(&self) -> Option<u64> {
         (self.expires_at_ms != 0).then_some(self.expires_at_ms)
     }
 
     /// An explicit delete (a swept expired entry keeps its expiry instead).
-    fn is_delete(&self) -> bool {
+    pub(crate) fn is_delete(&self) -> bool {
         self.value.is_none() && self.expires_at_ms == 0
     }
 
@@ -51,9 +51,9 @@ impl Stored {
 }
 
 #[derive(Default)]
-struct SlotData {
-    entries: HashMap<Key, Stored>,
-    digest: u64,
+pub(crate) struct SlotData {
+    pub(crate) entries: HashMap<Key, Stored>,
+    pub(crate) digest: u64,
 }
 
 /// What [`Table::apply`] did.
@@ -128,6 +128,7 @@ pub struct Table {
     slots: Box<[SlotData]>,
     stats: TableStats,
     sweep_cursor: u16,
+    gc_cursor: u16,
 }
 
 impl Table {
@@ -139,7 +140,14 @@ impl Table {
             slots: (0..SLOT_COUNT).map(|_| SlotData::default()).collect(),
             stats: TableStats::default(),
             sweep_cursor: 0,
+            gc_cursor: 0,
         }
+    }
+
+    pub(crate) fn next_gc_slot(&mut self) -> Slot {
+        let slot = Slot::new(self.gc_cursor).unwrap_or_else(|| slot_of(b""));
+        self.gc_cursor = (self.gc_cursor + 1) % SLOT_COUNT;
+        slot
     }
 
     /// The table's declaration.
@@ -147,11 +155,11 @@ impl Table {
         &self.spec
     }
 
-    fn slot_mut(&mut self, slot: Slot) -> &mut SlotData {
+    pub(crate) fn slot_mut(&mut self, slot: Slot) -> &mut SlotData {
         &mut self.slots[usize::from(slot.get())]
     }
 
-    fn slot(&self, slot: Slot) -> &SlotData {
+    pub(crate) fn slot(&self, slot: Slot) -> &SlotData {
         &self.slots[usize::from(slot.get())]
     }
 
@@ -195,7 +203,7 @@ impl Table {
         outcome
     }
 
-    fn uncount(&mut self, old: &Stored, key: &Key) {
+    pub(crate) fn uncount(&mut self, old: &Stored, key: &Key) {
         self.stats.bytes = self.stats.bytes.saturating_sub(old.bytes(key));
         if old.value.is_some() {
             self.stats.values = self.stats.values.saturating_sub(1);

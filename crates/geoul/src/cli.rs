@@ -93,6 +93,9 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Redraw the tables' sync progress every second until every slot is synced.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug)]
@@ -109,6 +112,32 @@ pub enum BenchCommand {
     /// kv throughput and latency (SET at Quorum and One, GET) of a local 3-node
     /// cluster against Redis primary + replica (SET + WAIT 1), then memory per key.
     Kv(KvBenchArgs),
+    /// Full sync of a loaded node's data to a new node against a Redis full
+    /// resync to a new replica; then catch-up after a restart with 10 % new keys.
+    Sync(SyncBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SyncBenchArgs {
+    /// Entries loaded before the new node (or replica) starts.
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub value_bytes: u32,
+    /// Concurrent clients loading the data.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// Measure Redis too: auto (if installed), on, off.
+    #[arg(long, value_enum, default_value_t = RedisMode::Auto)]
+    pub redis: RedisMode,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the temporary directory after a successful run.
+    #[arg(long)]
+    pub keep_logs: bool,
 }
 
 /// Whether `geoul bench detect` also measures Redis Cluster.

@@ -130,6 +130,7 @@ fn variant_name(response: &PeerResponse) -> &'static str {
         PeerResponse::Entry(_) => "Entry",
         PeerResponse::ScanPage(_) => "ScanPage",
         PeerResponse::Kv(_) => "Kv",
+        PeerResponse::Sync(_) => "Sync",
     }
 }
 

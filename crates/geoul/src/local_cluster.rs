@@ -215,7 +215,7 @@ pub fn spawn(
 pub fn converged(nodes: &[Running]) -> bool {
     nodes.iter().all(|n| {
         let url = format!("http://{}", n.planned.admin);
-        crate::status_cmd::fetch(&url).is_ok_and(|s| s.count("alive") == nodes.len())
+        crate::status_cmd::fetch(&url).is_ok_and(|s| s.count("alive") == nodes.len() && s.synced())
     })
 }
 

@@ -11,6 +11,7 @@ mod local_cluster;
 mod logging;
 mod node_cmd;
 mod status_cmd;
+mod status_tables;
 mod up_cmd;
 
 use std::process::ExitCode;

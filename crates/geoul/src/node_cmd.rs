@@ -32,6 +32,7 @@ fn flags(args: &NodeArgs) -> Result<RawConfig, Failure> {
         kv: None,
         fsync_period_ms: None,
         skew_margin_ms: None,
+        sync: None,
     })
 }
 
@@ -91,6 +92,7 @@ async fn serve(config: NodeConfig, secret: ClusterSecret) -> anyhow::Result<()> 
         sync: config.sync,
         kv: config.kv.clone(),
         skew_margin: config.skew_margin,
+        sync_config: config.sync_config.clone(),
     };
     let node = Arc::new(Node::start(TokioNet, secret, params).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();

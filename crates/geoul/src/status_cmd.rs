@@ -1,4 +1,5 @@
-//! `geoul status`: the member table of one node's view.
+//! `geoul status`: the member table of one node's view, and its tables' slot
+//! states and sync progress (`--watch` follows a sync to its end).
 
 use std::time::Duration;
 
@@ -32,6 +33,32 @@ pub fn run(args: StatusArgs) -> Result<(), Failure> {
         return Ok(());
     }
     print!("{}", render_table(&report));
+    print!("{}", crate::status_tables::render(&report));
+    if args.watch {
+        watch(&args.admin, report)?;
+    }
+    Ok(())
+}
+
+/// Redraws the tables section every second until every slot is synced: in
+/// place on a terminal, one block per second otherwise.
+fn watch(admin: &str, mut report: StatusReport) -> Result<(), Failure> {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stdout().is_terminal();
+    let mut lines = crate::status_tables::render(&report).lines().count();
+    while !report.synced() {
+        std::thread::sleep(Duration::from_secs(1));
+        report = fetch(admin).map_err(Failure::Runtime)?;
+        let text = crate::status_tables::render(&report);
+        let mut out = std::io::stdout().lock();
+        if tty && lines > 0 {
+            // Up to the first line of the previous block, clear to the end.
+            let _ = write!(out, "\x1b[{lines}F\x1b[J");
+        }
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        lines = text.lines().count();
+    }
     Ok(())
 }
 

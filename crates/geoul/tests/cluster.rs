@@ -211,6 +211,7 @@ fn node_with_wrong_secret_is_refused_and_cluster_is_unaffected() {
         child: None,
         secret_file: wrong,
         seeds: c.nodes.iter().map(|n| n.cluster).collect(),
+        netns: None,
     };
     intruder.start();
     support::wait_for(

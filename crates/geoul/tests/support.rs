@@ -50,6 +50,8 @@ pub struct NodeProc {
     pub child: Option<Child>,
     pub secret_file: PathBuf,
     pub seeds: Vec<SocketAddr>,
+    /// Network namespace to run in (`ip netns exec`), if any.
+    pub netns: Option<String>,
 }
 
 impl NodeProc {
@@ -68,7 +70,15 @@ impl NodeProc {
             .append(true)
             .open(self.dir.join(format!("{}.log", self.name)))
             .expect("log file");
-        let mut cmd = Command::new(GEOUL);
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the command: the child is the node itself.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, GEOUL]);
+                c
+            }
+            None => Command::new(GEOUL),
+        };
         cmd.args(["node", "--name", &self.name])
             .args(["--bind", &self.cluster.to_string()])
             .args(["--admin", &self.admin.to_string()])
@@ -195,6 +205,7 @@ impl Cluster {
                     .map(|(c, _)| *c)
                     .filter(|c| c != cluster)
                     .collect(),
+                netns: None,
             })
             .collect();
         let mut cluster = Self { dir, nodes };
@@ -202,7 +213,38 @@ impl Cluster {
             node.start();
         }
         cluster.wait_all_alive();
+        cluster.wait_synced();
         cluster
+    }
+
+    /// Starts one more node (`node-<n+1>`) seeded with the existing ones.
+    pub fn add_node(&mut self) {
+        let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.cluster).collect();
+        let mut node = NodeProc {
+            name: format!("node-{}", self.nodes.len() + 1),
+            cluster: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            dir: self.dir.path().to_path_buf(),
+            child: None,
+            secret_file: self.nodes[0].secret_file.clone(),
+            seeds,
+            netns: None,
+        };
+        node.start();
+        self.nodes.push(node);
+    }
+
+    /// Waits until every running node holds all its slots synced.
+    pub fn wait_synced(&self) {
+        wait_for(
+            "every node synced",
+            || {
+                self.nodes
+                    .iter()
+                    .all(|node| node.status().is_some_and(|s| s.synced()))
+            },
+            self,
+        );
     }
 
     pub fn node(&self, name: &str) -> &NodeProc {

@@ -230,6 +230,7 @@ fn geoul_throughput(
         replication_factor: COPIES,
         write_ack: "quorum",
         durability: ctx.args.durability.word(),
+        fsync_period_ms: 0,
     };
     let mut cluster = GeoulCluster::start(ctx, &ctx.dir.join("geoul"), NODES, settings)?;
     ctx.progress(&format!("geoul: {NODES} nodes ready ({})", cluster.pids()));
@@ -293,6 +294,7 @@ fn work_text(work: Work) -> String {
         Work::Timed(d) => format!("{} per phase", duration_flag(d)),
         Work::PerClient(n) => format!("{n} requests per client per phase"),
         Work::LoadAll(n) => format!("{n} keys written once each"),
+        Work::LoadRange(from, to) => format!("keys {from}..{to} written once each"),
     }
 }
 

@@ -40,14 +40,16 @@ pub struct KvSettings {
     pub replication_factor: u8,
     pub write_ack: &'static str,
     pub durability: &'static str,
+    /// 0: fsync every batch; N: group commit every N ms.
+    pub fsync_period_ms: u64,
 }
 
 impl KvSettings {
     /// The node config file.
     pub fn toml(&self) -> String {
         format!(
-            "[kv]\nreplication_factor = {}\nwrite_ack = \"{}\"\ndurability = \"{}\"\n",
-            self.replication_factor, self.write_ack, self.durability
+            "fsync_period_ms = {}\n[kv]\nreplication_factor = {}\nwrite_ack = \"{}\"\ndurability = \"{}\"\n",
+            self.fsync_period_ms, self.replication_factor, self.write_ack, self.durability
         )
     }
 }
@@ -57,6 +59,11 @@ pub struct GeoulCluster {
     dir: PathBuf,
     pub secret: ClusterSecret,
     pub nodes: Vec<Running>,
+    /// Planned nodes not started yet (see [`GeoulCluster::start_next`]).
+    later: Vec<Planned>,
+    all: Vec<SocketAddr>,
+    config: PathBuf,
+    secret_path: PathBuf,
 }
 
 fn plan_ports(nodes: u16) -> anyhow::Result<Vec<Planned>> {
@@ -81,6 +88,18 @@ impl GeoulCluster {
         nodes: u16,
         settings: KvSettings,
     ) -> anyhow::Result<Self> {
+        Self::start_some(ctx, dir, nodes, nodes, settings)
+    }
+
+    /// Plans `nodes` nodes but starts only the first `now` (the others join
+    /// later, one by one, with [`GeoulCluster::start_next`]).
+    pub fn start_some(
+        ctx: &KvCtx,
+        dir: &Path,
+        nodes: u16,
+        now: u16,
+        settings: KvSettings,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = dir.join("node.toml");
         std::fs::write(&config, settings.toml())
@@ -88,22 +107,20 @@ impl GeoulCluster {
         let secret_path = ensure_secret(dir).map_err(failure)?;
         let secret = ClusterSecret::load_file(&secret_path)
             .map_err(|e| anyhow!("{}: {e}", secret_path.display()))?;
-        let planned = plan_ports(nodes)?;
+        let mut planned = plan_ports(nodes)?;
         let all: Vec<SocketAddr> = planned.iter().map(|p| p.cluster).collect();
+        let later = planned.split_off(usize::from(now.min(nodes)));
         let mut cluster = GeoulCluster {
             dir: dir.to_path_buf(),
             secret,
             nodes: Vec::new(),
+            later,
+            all,
+            config,
+            secret_path,
         };
         for p in planned {
-            let mut cmd =
-                node_command(&p, &all, dir, &secret_path, LogMode::Truncate).map_err(failure)?;
-            cmd.arg("--config").arg(&config);
-            die_with_parent(&mut cmd);
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("starting {}", p.name))?;
-            cluster.nodes.push(Running { planned: p, child });
+            cluster.spawn(p)?;
         }
         let http = agent(ADMIN_TIMEOUT);
         let n = cluster.nodes.len();
@@ -117,6 +134,57 @@ impl GeoulCluster {
             }))
         })?;
         Ok(cluster)
+    }
+
+    fn spawn(&mut self, p: Planned) -> anyhow::Result<()> {
+        let mut cmd = node_command(
+            &p,
+            &self.all,
+            &self.dir,
+            &self.secret_path,
+            LogMode::Truncate,
+        )
+        .map_err(failure)?;
+        cmd.arg("--config").arg(&self.config);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", p.name))?;
+        self.nodes.push(Running { planned: p, child });
+        Ok(())
+    }
+
+    /// kill -9 of node `i` (it can be restarted with its data).
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.child.kill().context("killing a node")?;
+        node.child.wait().context("reaping a node")?;
+        Ok(())
+    }
+
+    /// Starts node `i` again after [`GeoulCluster::kill`], with its data.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let p = self.nodes.get(i).context("no such node")?.planned.clone();
+        let mut cmd = node_command(&p, &self.all, &self.dir, &self.secret_path, LogMode::Append)
+            .map_err(failure)?;
+        cmd.arg("--config").arg(&self.config);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("restarting {}", p.name))?;
+        self.nodes[i].child = child;
+        Ok(())
+    }
+
+    /// Starts the next planned node; returns its admin address.
+    pub fn start_next(&mut self) -> anyhow::Result<SocketAddr> {
+        if self.later.is_empty() {
+            bail!("every planned node is already running");
+        }
+        let p = self.later.remove(0);
+        let admin = p.admin;
+        self.spawn(p)?;
+        Ok(admin)
     }
 
     /// A node that exited is a failure.
@@ -273,6 +341,7 @@ mod tests {
             replication_factor: 2,
             write_ack: "quorum",
             durability: "memory",
+            fsync_period_ms: 0,
         };
         assert_eq!(
             s.toml(),

@@ -52,6 +52,8 @@ pub enum Work {
     PerClient(u64),
     /// Keys `0..n` are written once each, shared among the clients.
     LoadAll(u64),
+    /// Keys `from..to` are written once each, shared among the clients.
+    LoadRange(u64, u64),
 }
 
 /// One measured phase.
@@ -158,10 +160,12 @@ async fn client<D: Driver>(mut driver: D, shared: Arc<Shared>, seed: u64) -> (D,
             Work::Timed(d) if shared.start.elapsed() >= d => break,
             Work::PerClient(n) if sent >= n => break,
             Work::Timed(_) | Work::PerClient(_) => rng.random_range(0..shared.keys),
-            Work::LoadAll(total) => match shared.next_key.fetch_add(1, Ordering::Relaxed) {
-                i if i >= total => break,
-                i => i,
-            },
+            Work::LoadAll(total) | Work::LoadRange(_, total) => {
+                match shared.next_key.fetch_add(1, Ordering::Relaxed) {
+                    i if i >= total => break,
+                    i => i,
+                }
+            }
         };
         key_name(&mut key, index);
         sent += 1;
@@ -193,6 +197,7 @@ fn fraction(shared: &Shared, clients: usize, done: u64) -> Option<f64> {
         Work::Timed(d) => Some(shared.start.elapsed().as_secs_f64() / d.as_secs_f64()),
         Work::PerClient(n) => Some(done as f64 / (n as f64 * clients as f64)),
         Work::LoadAll(total) => Some(done as f64 / total.max(1) as f64),
+        Work::LoadRange(from, to) => Some(done as f64 / to.saturating_sub(from).max(1) as f64),
     }
 }
 
@@ -222,7 +227,10 @@ pub async fn run<D: Driver>(
         keys: phase.keys.max(1),
         start: Instant::now(),
         done: AtomicU64::new(0),
-        next_key: AtomicU64::new(0),
+        next_key: AtomicU64::new(match phase.work {
+            Work::LoadRange(from, _) => from,
+            _ => 0,
+        }),
         stop: stop.clone(),
     });
     let mut set = JoinSet::new();

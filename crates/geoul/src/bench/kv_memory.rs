@@ -32,6 +32,7 @@ pub fn geoul_memory(
         replication_factor: 1,
         write_ack: "one",
         durability: "memory",
+        fsync_period_ms: 0,
     };
     let mut cluster = GeoulCluster::start(ctx, &ctx.dir.join("geoul-memory"), 1, settings)?;
     ctx.progress(&format!("geoul: memory node ready ({})", cluster.pids()));

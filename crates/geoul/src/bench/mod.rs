@@ -6,6 +6,9 @@
 //! the benchmark ends, fails, panics or is interrupted (and with the benchmark
 //! process itself, via `PR_SET_PDEATHSIG`); everything binds loopback only.
 //!
+//! `sync` measures full sync to a new node against a Redis full resync, and
+//! catch-up after a restart (see `sync.rs`).
+//!
 //! `kv` measures kv throughput and latency of a local 3-node cluster against a
 //! Redis primary with one replica, and memory per key of both (see `kv.rs`).
 
@@ -26,6 +29,7 @@ mod redis_detect;
 mod report;
 mod resp;
 mod stats;
+mod sync;
 mod watch;
 
 use std::path::PathBuf;
@@ -50,6 +54,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     match args.command {
         BenchCommand::Detect(args) => run_detect(args),
         BenchCommand::Kv(args) => kv::run(args),
+        BenchCommand::Sync(args) => sync::run(args),
     }
 }
 
