@@ -101,6 +101,28 @@ pub struct StoreCollector {
     pub sweep: Arc<SweepCounters>,
 }
 
+/// One gauge per table: `name{table="…"}` = `value(table)`.
+fn table_gauge(
+    encoder: &mut DescriptorEncoder,
+    tables: &[Arc<geoul_replication::TableHandle>],
+    name: &str,
+    help: &str,
+    value: impl Fn(&geoul_replication::TableHandle) -> u64,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for t in tables {
+        let labels = [("table", t.spec().name.as_str())];
+        let family = metric.encode_family(&labels)?;
+        ConstGauge::new(i64::try_from(value(t)).unwrap_or(i64::MAX)).encode(family)?;
+    }
+    Ok(())
+}
+
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let tables = self.store.tables();
@@ -120,18 +142,9 @@ impl Collector for StoreCollector {
             ),
         ];
         for (name, help, get) in gauges {
-            let mut metric = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for t in &tables {
-                let value = get(&t.lock().stats());
-                let labels = [("table", t.spec().name.as_str())];
-                let family = metric.encode_family(&labels)?;
-                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(family)?;
-            }
+            table_gauge(&mut encoder, &tables, name, help, |t| {
+                get(&t.lock().stats())
+            })?;
         }
         {
             let mut metric = encoder.encode_descriptor(
@@ -173,18 +186,9 @@ impl Collector for StoreCollector {
             ),
         ];
         for (name, help, get) in progress {
-            let mut metric = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for t in &tables {
-                let labels = [("table", t.spec().name.as_str())];
-                let family = metric.encode_family(&labels)?;
-                let value = get(&t.sync().progress());
-                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(family)?;
-            }
+            table_gauge(&mut encoder, &tables, name, help, |t| {
+                get(&t.sync().progress())
+            })?;
         }
         for (name, help, value) in [
             (

@@ -4,7 +4,9 @@
 //! * `placement` — replica sets and routes from the membership view;
 //! * `batcher` — one batching sender per peer, bounded queue and in-flight;
 //! * `replicator` — the write path (version, apply, ship, wait for acks) and the
-//!   read paths (`One`, `Quorum` with read repair), and merged scans;
+//!   read paths (`One`, `Quorum` with read repair), and scans across nodes;
+//! * `scan` — one node's scan page and the merge of pages;
+//! * `sync` — slot states, full sync, anti-entropy, handoff, tombstone wipe;
 //! * `messages` — batch and read messages, and the `ReplicaLink` seam.
 
 pub mod batcher;
@@ -13,6 +15,7 @@ pub mod messages;
 pub mod metrics;
 pub mod placement;
 pub mod replicator;
+pub mod scan;
 pub mod sync;
 
 pub use local::{LocalStore, StoreError, TableHandle};
@@ -34,7 +37,5 @@ impl LocalStore {
 pub use messages::{BatchAck, LinkError, ReplicaLink, ReplicateBatch};
 pub use metrics::ReplicationMetrics;
 pub use placement::{Conflict, Placement, Route, TableUse};
-pub use replicator::{
-    local_scan, ReadError, ReadLevel, Replicator, ScanPage, ScanResult, WriteError, WriteOutcome,
-    WriteRequest,
-};
+pub use replicator::{ReadError, ReadLevel, Replicator, WriteError, WriteOutcome, WriteRequest};
+pub use scan::{local_scan, ScanPage, ScanResult};

@@ -66,7 +66,7 @@ pub trait ReplicaLink: Send + Sync + 'static {
         prefix: Vec<u8>,
         limit: u32,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<crate::replicator::ScanPage, LinkError>>;
+    ) -> BoxFuture<'static, Result<crate::scan::ScanPage, LinkError>>;
 
     /// A sync or repair request (see `sync::protocol`).
     fn sync(

@@ -129,6 +129,11 @@ pub struct SyncBenchArgs {
     /// Concurrent clients loading the data.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub clients: u32,
+    /// Durability of the geoul kv table: `disk` (group commit every 100 ms;
+    /// also measures the catch-up after a restart) or `memory` (like the Redis
+    /// side, which has no persistence; no catch-up).
+    #[arg(long, value_enum, default_value_t = BenchDurability::Disk)]
+    pub durability: BenchDurability,
     /// Measure Redis too: auto (if installed), on, off.
     #[arg(long, value_enum, default_value_t = RedisMode::Auto)]
     pub redis: RedisMode,

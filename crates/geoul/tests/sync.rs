@@ -150,6 +150,16 @@ async fn difference(clients: &[(String, KvClient)]) -> Result<Option<String>, St
     Ok(None)
 }
 
+/// A client to every node, with its name.
+async fn connect_all(cluster: &Cluster, secret: &ClusterSecret) -> Vec<(String, KvClient)> {
+    let mut clients = Vec::new();
+    for n in &cluster.nodes {
+        let client = kv_client(n.cluster, secret).await.expect("connect");
+        clients.push((n.name.clone(), client));
+    }
+    clients
+}
+
 async fn wait_identical(clients: &[(String, KvClient)]) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -226,13 +236,7 @@ fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
     assert!(writes > 0, "the load loop never wrote while node-4 synced");
 
     rt.block_on(async {
-        let mut clients = Vec::new();
-        for n in &cluster.nodes {
-            clients.push((
-                n.name.clone(),
-                kv_client(n.cluster, &secret).await.expect("connect"),
-            ));
-        }
+        let clients = connect_all(&cluster, &secret).await;
         wait_identical(&clients).await;
         // Sample node-4's own copy: it holds the latest acknowledged values.
         let names: Vec<String> = clients.iter().map(|(n, _)| n.clone()).collect();
@@ -273,13 +277,7 @@ fn a_restarted_node_catches_up_by_diff_and_a_wiped_one_copies_everything() {
     rt.block_on(load(first, &secret, 0..KEYS, "v0"));
     // Let anti-entropy make node-3 complete before it goes down.
     rt.block_on(async {
-        let mut clients = Vec::new();
-        for n in &cluster.nodes {
-            clients.push((
-                n.name.clone(),
-                kv_client(n.cluster, &secret).await.expect("connect"),
-            ));
-        }
+        let clients = connect_all(&cluster, &secret).await;
         wait_identical(&clients).await;
     });
 

@@ -23,7 +23,7 @@ use crate::placement::Placement;
 use crate::sync::manager::Inner;
 use crate::sync::metrics::SyncMetrics;
 use crate::sync::protocol::{SyncRequest, SyncResponse};
-use crate::sync::reconcile::{Mode, Reconcile};
+use crate::sync::reconcile::Mode;
 use crate::sync::state::SlotState;
 
 pub(crate) async fn run_forever<L: ReplicaLink>(inner: Arc<Inner<L>>) {
@@ -212,15 +212,7 @@ async fn repair<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableH
                 break;
             }
             slots_left -= 1;
-            let r = Reconcile {
-                link: inner.link.as_ref(),
-                store: &inner.store,
-                handle,
-                peer: peer.addr,
-                slot,
-                mode: Mode::Repair,
-                timeout: inner.config.request_timeout,
-            };
+            let r = inner.reconcile(handle, slot, peer, Mode::Repair);
             match r.run(&mut |_, _| {}).await {
                 Ok(t) => {
                     let moved = t.bytes_in + t.bytes_out;

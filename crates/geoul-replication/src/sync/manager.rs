@@ -237,6 +237,24 @@ impl<L: ReplicaLink> Inner<L> {
         self.started.elapsed() >= self.config.bootstrap_wait && alive * 2 > p.declared_hosts(table)
     }
 
+    pub(crate) fn reconcile<'a>(
+        &'a self,
+        handle: &'a TableHandle,
+        slot: Slot,
+        peer: &Route,
+        mode: Mode,
+    ) -> Reconcile<'a, L> {
+        Reconcile {
+            link: self.link.as_ref(),
+            store: &self.store,
+            handle,
+            peer: peer.addr,
+            slot,
+            mode,
+            timeout: self.config.request_timeout,
+        }
+    }
+
     /// Syncs one slot; `Ok` once it holds everything a serving replica holds.
     async fn sync_slot(&self, handle: &TableHandle, slot: Slot) -> Result<Transfer, String> {
         let table = handle.spec().name.clone();
@@ -258,15 +276,7 @@ impl<L: ReplicaLink> Inner<L> {
         let needed = self.sources_needed(&p, handle, slot);
         let mut merged: Vec<&str> = Vec::new();
         for source in &sources {
-            let r = Reconcile {
-                link: self.link.as_ref(),
-                store: &self.store,
-                handle,
-                peer: source.addr,
-                slot,
-                mode: Mode::FromServing,
-                timeout: self.config.request_timeout,
-            };
+            let r = self.reconcile(handle, slot, source, Mode::FromServing);
             match r.run(&mut on_page).await {
                 Ok(t) => {
                     total.add(t);
@@ -300,15 +310,7 @@ impl<L: ReplicaLink> Inner<L> {
             .iter()
             .filter(|s| s.alive && !merged.contains(&s.name.as_str()))
         {
-            let r = Reconcile {
-                link: self.link.as_ref(),
-                store: &self.store,
-                handle,
-                peer: source.addr,
-                slot,
-                mode: Mode::FromAny,
-                timeout: self.config.request_timeout,
-            };
+            let r = self.reconcile(handle, slot, source, Mode::FromAny);
             match r.run(&mut on_page).await {
                 Ok(t) => total.add(t),
                 Err(e) => return Err(format!("merging from {}: {e}", source.name)),
@@ -458,7 +460,8 @@ async fn schedule_forever<L: ReplicaLink>(inner: Arc<Inner<L>>, on_syncing: Sync
                         retry_at.insert((table, slot), Instant::now() + RETRY_AFTER);
                     }
                 }
-                continue;
+                // Fall through: a finished slot frees room for the next one now,
+                // not at the next tick.
             }
         }
         for handle in inner.store.tables() {

@@ -250,6 +250,16 @@ impl<L: ReplicaLink> Reconcile<'_, L> {
         Ok(n)
     }
 
+    fn pull(&self, mask: BucketMask, after: Option<Cursor>, versions: bool) -> SyncRequest {
+        SyncRequest::Pull {
+            table: self.table(),
+            slot: self.slot,
+            mask,
+            after,
+            versions,
+        }
+    }
+
     async fn pull_entries(
         &self,
         mask: BucketMask,
@@ -259,16 +269,7 @@ impl<L: ReplicaLink> Reconcile<'_, L> {
         let mut after: Option<Cursor> = None;
         let mut pulled = 0;
         loop {
-            let page = match self
-                .ask(SyncRequest::Pull {
-                    table: self.table(),
-                    slot: self.slot,
-                    mask,
-                    after: after.take(),
-                    versions: false,
-                })
-                .await?
-            {
+            let page = match self.ask(self.pull(mask, after.take(), false)).await? {
                 SyncResponse::Entries(page) => page,
                 _ => return Err(ReconcileError::Unexpected),
             };
@@ -294,16 +295,7 @@ impl<L: ReplicaLink> Reconcile<'_, L> {
         let mut theirs: HashMap<Key, Version> = HashMap::new();
         let mut after: Option<Cursor> = None;
         loop {
-            let page = match self
-                .ask(SyncRequest::Pull {
-                    table: self.table(),
-                    slot: self.slot,
-                    mask,
-                    after: after.take(),
-                    versions: true,
-                })
-                .await?
-            {
+            let page = match self.ask(self.pull(mask, after.take(), true)).await? {
                 SyncResponse::Versions(page) => page,
                 _ => return Err(ReconcileError::Unexpected),
             };

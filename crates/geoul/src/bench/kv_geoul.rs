@@ -207,9 +207,25 @@ impl GeoulCluster {
         value: &Arc<str>,
         timeout: Duration,
     ) -> anyhow::Result<Vec<GeoulDriver>> {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.connect_clients_to(&all, n, value, timeout).await
+    }
+
+    /// `n` clients, spread round-robin over the nodes at `indexes`.
+    pub async fn connect_clients_to(
+        &self,
+        indexes: &[usize],
+        n: usize,
+        value: &Arc<str>,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<GeoulDriver>> {
         let mut drivers = Vec::with_capacity(n);
         for i in 0..n {
-            let target = self.nodes[i % self.nodes.len()].planned.cluster.to_string();
+            let node = indexes
+                .get(i % indexes.len().max(1))
+                .and_then(|x| self.nodes.get(*x))
+                .context("no such node")?;
+            let target = node.planned.cluster.to_string();
             let client = ClusterClient::connect_to(&[target], &self.secret)
                 .await
                 .map_err(failure)?;
@@ -341,11 +357,11 @@ mod tests {
             replication_factor: 2,
             write_ack: "quorum",
             durability: "memory",
-            fsync_period_ms: 0,
+            fsync_period_ms: 100,
         };
         assert_eq!(
             s.toml(),
-            "[kv]\nreplication_factor = 2\nwrite_ack = \"quorum\"\ndurability = \"memory\"\n"
+            "fsync_period_ms = 100\n[kv]\nreplication_factor = 2\nwrite_ack = \"quorum\"\ndurability = \"memory\"\n"
         );
     }
 
