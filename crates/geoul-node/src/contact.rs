@@ -1,17 +1,16 @@
 //! Remembering when this node last heard from its peers, across restarts, so
-//! a node that was away longer than the tombstone grace is wiped before it
-//! loads anything (DESIGN.md §13, "deletes stay deleted": deletes collected
-//! meanwhile elsewhere would otherwise come back from its old copy).
+//! a node that was away longer than the tombstone grace does not serve or
+//! merge its old copy (DESIGN.md §13, "deletes stay deleted": deletes collected
+//! meanwhile elsewhere would otherwise come back from it). Such a node starts
+//! with its tables quarantined: kept on disk, not served, wiped and re-synced
+//! at the first contact with a peer (`geoul_replication::sync`).
 //!
-//! Owns: the `last-contact` file next to the durable tables and the decision
-//! to wipe at start. Does not own: the live check while running (the sync
-//! manager wipes a table that lost touch for longer than the grace).
+//! Owns: the `last-contact` file next to the durable tables and the check at
+//! start. Does not own: the quarantine itself or the live check while running.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-use geoul_storage::DiskStore;
 
 /// File name, inside the tables directory.
 pub const LAST_CONTACT_FILE: &str = "last-contact";
@@ -38,32 +37,10 @@ pub fn save(tables_dir: &Path, unix_ms: u64) -> std::io::Result<()> {
     std::fs::rename(&tmp, path(tables_dir))
 }
 
-/// Drops every durable table if the node was out of touch for longer than
-/// `grace` (by `now_ms`). Returns how long it was away when it wiped.
-pub fn wipe_if_away_too_long(
-    disk: &DiskStore,
-    tables_dir: &Path,
-    now_ms: u64,
-    grace: Duration,
-) -> Result<Option<u64>, geoul_storage::StorageError> {
-    let Some(last) = load(tables_dir) else {
-        return Ok(None);
-    };
-    let away = now_ms.saturating_sub(last);
-    if away <= u64::try_from(grace.as_millis()).unwrap_or(u64::MAX) {
-        return Ok(None);
-    }
-    let tables = disk.tables()?;
-    tracing::warn!(
-        away_s = away / 1000,
-        grace_s = grace.as_secs(),
-        tables = tables.len(),
-        "away longer than the tombstone grace: wiping local data; it will be fully re-synced"
-    );
-    for t in tables {
-        disk.drop_table(&t)?;
-    }
-    Ok(Some(away))
+/// How long the node was out of touch, if longer than `limit` (by `now_ms`).
+pub fn away_too_long(tables_dir: &Path, now_ms: u64, limit: Duration) -> Option<u64> {
+    let away = now_ms.saturating_sub(load(tables_dir)?);
+    (away > u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)).then_some(away)
 }
 
 /// Saves the node's last contact every [`SAVE_EVERY`], forever.
@@ -86,39 +63,19 @@ pub async fn save_forever(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use geoul_storage::{Record, StorageOptions, SyncPolicy};
 
     #[test]
-    fn wipes_only_after_the_grace() {
+    fn too_long_only_past_the_limit_and_with_evidence() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let disk = DiskStore::open(
-            dir.path(),
-            StorageOptions::with_sync(SyncPolicy::EveryBatch),
-        )
-        .expect("open");
-        disk.write_batch(&[Record {
-            table: "kv",
-            key: b"k",
-            value: Some(b"v"),
-        }])
-        .expect("write");
-        let grace = Duration::from_secs(10);
+        let limit = Duration::from_secs(10);
         assert_eq!(
-            wipe_if_away_too_long(&disk, dir.path(), 1_000_000, grace).expect("check"),
+            away_too_long(dir.path(), 1_000_000, limit),
             None,
             "no file: no evidence of a long absence"
         );
         save(dir.path(), 1_000_000).expect("save");
         assert_eq!(load(dir.path()), Some(1_000_000));
-        assert_eq!(
-            wipe_if_away_too_long(&disk, dir.path(), 1_005_000, grace).expect("check"),
-            None
-        );
-        assert_eq!(disk.tables().expect("tables"), vec!["kv".to_string()]);
-        assert_eq!(
-            wipe_if_away_too_long(&disk, dir.path(), 1_020_000, grace).expect("check"),
-            Some(20_000)
-        );
-        assert!(disk.tables().expect("tables").is_empty());
+        assert_eq!(away_too_long(dir.path(), 1_005_000, limit), None);
+        assert_eq!(away_too_long(dir.path(), 1_020_000, limit), Some(20_000));
     }
 }

@@ -179,6 +179,7 @@ impl<N: Net> Node<N> {
             params.sync_config.clone(),
             sync_metrics.clone(),
             advertise_syncing(membership.clone()),
+            away_too_long(&params),
         );
         let mut background = Vec::new();
         if let Some(dir) = &params.tables_dir {
@@ -282,16 +283,10 @@ impl<N: Net> Node<N> {
 
 fn open_store(params: &NodeParams) -> Result<LocalStore, NodeError> {
     let disk = match &params.tables_dir {
-        Some(dir) => {
-            let disk = DiskStore::open(dir, StorageOptions::with_sync(params.sync))?;
-            crate::contact::wipe_if_away_too_long(
-                &disk,
-                dir,
-                params.clock.unix_ms(),
-                params.sync_config.wipe_after(),
-            )?;
-            Some(Arc::new(disk))
-        }
+        Some(dir) => Some(Arc::new(DiskStore::open(
+            dir,
+            StorageOptions::with_sync(params.sync),
+        )?)),
         None => None,
     };
     let hlc = Arc::new(Hlc::new(
@@ -306,6 +301,26 @@ fn open_store(params: &NodeParams) -> Result<LocalStore, NodeError> {
         tracing::info!(table = crate::kv::KV, entries = loaded, "table ready");
     }
     Ok(store)
+}
+
+/// Whether this node was out of touch for longer than the tombstone grace
+/// allows before this start (its tables then start quarantined).
+fn away_too_long(params: &NodeParams) -> bool {
+    let Some(dir) = &params.tables_dir else {
+        return false;
+    };
+    let limit = params.sync_config.wipe_after();
+    match crate::contact::away_too_long(dir, params.clock.unix_ms(), limit) {
+        Some(away_ms) => {
+            tracing::warn!(
+                away_s = away_ms / 1000,
+                "away longer than the tombstone grace allows: tables are kept but not served \
+                 until they are wiped and re-synced at the first contact with a peer"
+            );
+            true
+        }
+        None => false,
+    }
 }
 
 /// Gossips whether this node is still syncing a table (readers try it last).

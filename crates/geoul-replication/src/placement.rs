@@ -207,9 +207,13 @@ impl Placement {
 
     /// Whether this node holds `slot` of `table` under this placement.
     pub fn holds(&self, table: &str, slot: Slot) -> bool {
-        self.maps
-            .get(table)
-            .is_some_and(|m| m.holds(slot, &self.me))
+        self.is_replica(table, slot, &self.me)
+    }
+
+    /// Whether `node` is a replica of `slot` of `table` (no allocation: the
+    /// anti-entropy loop asks this for every slot and peer).
+    pub fn is_replica(&self, table: &str, slot: Slot, node: &str) -> bool {
+        self.maps.get(table).is_some_and(|m| m.holds(slot, node))
     }
 
     /// Whether placement of `table` is known (some host, this node included).

@@ -162,10 +162,8 @@ async fn repair<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableH
             inner.touch(&table, now);
         } else if now.saturating_sub(previous) > limit {
             // Cut off from every peer for too long: what we hold may miss
-            // deletes that peers are about to collect. Wipe now, before the
-            // partition heals, so nothing stale can be merged back.
-            wipe(inner, p, handle, now.saturating_sub(previous));
-            inner.touch(&table, now);
+            // deletes that peers are about to collect.
+            quarantine(inner, p, handle, now.saturating_sub(previous));
         }
         return;
     }
@@ -182,7 +180,7 @@ async fn repair<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableH
     let asks = peers.iter().map(|peer| {
         let shared: Vec<Slot> = Slot::all()
             .filter(|s| handle.sync().get(*s) == SlotState::Synced)
-            .filter(|s| p.replicas(&table, *s).iter().any(|r| r.name == peer.name))
+            .filter(|s| p.is_replica(&table, *s, &peer.name))
             .collect();
         let request = SyncRequest::Digests {
             table: table.clone(),
@@ -231,11 +229,42 @@ async fn repair<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableH
         }
     }
     // `now` is the round's start: a slow round is not a gap.
-    if now.saturating_sub(previous) > limit {
-        wipe(inner, p, handle, now.saturating_sub(previous));
-        inner.touch(&table, now);
-    } else if contact {
-        inner.touch(&table, inner.store.hlc().wall_ms());
+    let away = now.saturating_sub(previous);
+    match (contact, away > limit || inner.is_quarantined(&table)) {
+        (true, true) => {
+            wipe(inner, p, handle, away);
+            inner.touch(&table, now);
+        }
+        (true, false) => inner.touch(&table, inner.store.hlc().wall_ms()),
+        (false, true) => quarantine(inner, p, handle, away),
+        (false, false) => {}
+    }
+}
+
+/// Stops serving the whole table, keeping its data, until a peer is heard
+/// from again; then it is wiped and synced ([`wipe`]). Keeping the data means
+/// nothing is lost if the peers never come back (an operator can still read
+/// the disk); not serving it means no peer ever merges it back either
+/// (anti-entropy merges only serving copies) and the scheduler does not sync
+/// into it.
+fn quarantine<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableHandle, away_ms: u64) {
+    let table = handle.spec().name.clone();
+    if !inner.quarantine(&table) {
+        return;
+    }
+    tracing::warn!(
+        table,
+        away_ms,
+        "out of touch with every peer for longer than the tombstone grace allows; \
+         no longer serving this table, will wipe and re-sync it at the first contact"
+    );
+    for slot in Slot::all() {
+        let next = match (p.holds(&table, slot), handle.lock().slot_len(slot) > 0) {
+            (true, _) => SlotState::Syncing,
+            (false, true) => SlotState::Stale,
+            (false, false) => SlotState::Absent,
+        };
+        handle.sync().set(slot, next);
     }
 }
 
@@ -246,7 +275,7 @@ fn wipe<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableHandle, a
     tracing::warn!(
         table,
         away_ms,
-        "out of touch with every peer for longer than the tombstone grace; wiping and re-syncing"
+        "back in touch after longer than the tombstone grace allows; wiping and re-syncing"
     );
     for slot in Slot::all() {
         let keys = handle.lock().drop_slot(slot);
@@ -269,4 +298,5 @@ fn wipe<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableHandle, a
         };
     });
     SyncMetrics::of(&inner.metrics.wipes, &table).inc();
+    inner.release(&table);
 }

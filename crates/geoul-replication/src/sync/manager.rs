@@ -58,6 +58,9 @@ pub(crate) struct Inner<L: ReplicaLink> {
     pub(crate) started: Instant,
     /// Per table: when a peer last answered anti-entropy (Unix ms).
     pub(crate) last_contact: Mutex<HashMap<String, u64>>,
+    /// Tables out of touch past the grace: not served, not synced, wiped at
+    /// the first contact.
+    quarantined: Mutex<HashSet<String>>,
 }
 
 /// Told whether this node is still syncing some slot of a table, on every
@@ -80,7 +83,9 @@ impl Drop for SyncManager {
 
 impl SyncManager {
     /// Starts the scheduler and anti-entropy for `store`, reaching peers via
-    /// `link`, following `placement`.
+    /// `link`, following `placement`. With `quarantine_all` (the node was away
+    /// longer than the tombstone grace allows) every table starts quarantined:
+    /// kept, not served, wiped at the first contact with a peer.
     pub fn spawn<L: ReplicaLink>(
         store: Arc<LocalStore>,
         link: Arc<L>,
@@ -88,6 +93,7 @@ impl SyncManager {
         config: SyncConfig,
         metrics: SyncMetrics,
         on_syncing: SyncingSink,
+        quarantine_all: bool,
     ) -> Self {
         let now = store.hlc().wall_ms();
         let inner = Arc::new(Inner {
@@ -98,7 +104,24 @@ impl SyncManager {
             metrics,
             started: Instant::now(),
             last_contact: Mutex::new(HashMap::new()),
+            quarantined: Mutex::new(HashSet::new()),
         });
+        if quarantine_all {
+            for t in inner.store.tables() {
+                inner.quarantine(t.spec().name.as_str());
+                for slot in Slot::all() {
+                    let held = t.lock().slot_len(slot) > 0;
+                    t.sync().set(
+                        slot,
+                        if held {
+                            SlotState::Stale
+                        } else {
+                            SlotState::Absent
+                        },
+                    );
+                }
+            }
+        }
         for t in inner.store.tables() {
             inner.touch(t.spec().name.as_str(), now);
         }
@@ -135,6 +158,28 @@ impl SyncManager {
 }
 
 impl<L: ReplicaLink> Inner<L> {
+    /// Marks `table` quarantined; `false` if it already was.
+    pub(crate) fn quarantine(&self, table: &str) -> bool {
+        self.quarantined
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(table.to_string())
+    }
+
+    pub(crate) fn release(&self, table: &str) {
+        self.quarantined
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(table);
+    }
+
+    pub(crate) fn is_quarantined(&self, table: &str) -> bool {
+        self.quarantined
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(table)
+    }
+
     pub(crate) fn touch(&self, table: &str, now_ms: u64) {
         self.last_contact
             .lock()
@@ -151,7 +196,7 @@ impl<L: ReplicaLink> Inner<L> {
         let now = self.store.hlc().wall_ms();
         for handle in self.store.tables() {
             let table = handle.spec().name.clone();
-            if !p.knows(&table) {
+            if !p.knows(&table) || self.is_quarantined(&table) {
                 continue;
             }
             let states = handle.sync();
@@ -337,6 +382,9 @@ impl<L: ReplicaLink> Inner<L> {
         }
         for handle in self.store.tables() {
             let table = handle.spec().name.clone();
+            if self.is_quarantined(&table) {
+                continue;
+            }
             let syncing: Vec<Slot> = Slot::all()
                 .filter(|s| handle.sync().get(*s) == SlotState::Syncing)
                 .filter(|s| !in_flight.contains(&(table.clone(), *s)))
@@ -397,6 +445,10 @@ impl<L: ReplicaLink> Inner<L> {
 
     fn finish(&self, handle: &TableHandle, slot: Slot, transfer: Transfer) {
         let table = handle.spec().name.as_str();
+        if self.is_quarantined(table) {
+            // Quarantined while this copy ran: it may sit on stale data.
+            return;
+        }
         SyncMetrics::of(&self.metrics.sync_bytes, table)
             .inc_by(transfer.bytes_in + transfer.bytes_out);
         let states = handle.sync();
@@ -484,6 +536,9 @@ async fn schedule_forever<L: ReplicaLink>(inner: Arc<Inner<L>>, on_syncing: Sync
         }
         'tables: for handle in inner.store.tables() {
             let table = handle.spec().name.clone();
+            if inner.is_quarantined(&table) {
+                continue;
+            }
             for slot in Slot::all() {
                 if room == 0 {
                     break 'tables;

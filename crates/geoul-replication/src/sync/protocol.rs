@@ -263,3 +263,115 @@ impl SyncServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geoul_store::{
+        Ack, Document, Durability, Hlc, Key, ManualClock, Origin, Replication, TableOptions,
+        TableSpec, Timestamp, Value, Version, ALL_BUCKETS,
+    };
+
+    fn server(cap: usize) -> SyncServer {
+        let hlc = Arc::new(Hlc::new(
+            ManualClock::new(10_000),
+            Duration::from_millis(500),
+            Timestamp::ZERO,
+        ));
+        let store = Arc::new(LocalStore::new(hlc, Duration::ZERO, None));
+        let spec = TableSpec {
+            name: "t".into(),
+            options: TableOptions {
+                replication: Replication::All,
+                write_ack: Ack::One,
+                durability: Durability::Memory,
+                default_ttl: None,
+                max_entries: None,
+            },
+        };
+        store.declare("svc", spec).expect("declare");
+        // Enough entries in slot 0 for more than one page.
+        let items = (0..200_000)
+            .map(|i| format!("k{i}"))
+            .filter(|k| geoul_placement::slot_of(k.as_bytes()).get() < 3)
+            .map(|k| {
+                let entry = Entry {
+                    key: Key::new(k.as_bytes()).expect("key"),
+                    version: Version {
+                        ts: Timestamp::from_parts(9_000, 0),
+                        origin: Origin::from_raw(1),
+                    },
+                    expires_at_ms: None,
+                    value: Some(
+                        Document::single("v", Value::Str("x".repeat(60_000)))
+                            .and_then(|d| d.encode())
+                            .expect("doc"),
+                    ),
+                };
+                ("t".to_string(), entry)
+            })
+            .collect();
+        store.apply_batch(items);
+        SyncServer::new(store, cap)
+    }
+
+    fn pull(slot: u16, after: Option<Cursor>) -> SyncRequest {
+        SyncRequest::Pull {
+            table: "t".into(),
+            slot: Slot::new(slot).expect("slot"),
+            mask: ALL_BUCKETS,
+            after,
+            versions: false,
+        }
+    }
+
+    #[test]
+    fn transfers_past_the_cap_are_busy_until_one_ends() {
+        let s = server(2);
+        let first = |slot| match s.serve(pull(slot, None)) {
+            Ok(SyncResponse::Entries(p)) => p,
+            other => panic!("slot {slot}: {other:?}"),
+        };
+        let a = first(0);
+        let b = first(1);
+        assert!(
+            a.next.is_some() && b.next.is_some(),
+            "slots span several pages"
+        );
+        assert_eq!(s.sessions(), 2);
+        assert_eq!(s.serve(pull(2, None)), Ok(SyncResponse::Busy));
+        // Slot 0's session continues, and its last page ends it.
+        let mut after = a.next;
+        while let Some(c) = after {
+            match s.serve(pull(0, Some(c))) {
+                Ok(SyncResponse::Entries(p)) => after = p.next,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(s.sessions(), 1);
+        assert!(matches!(
+            s.serve(pull(2, None)),
+            Ok(SyncResponse::Entries(_))
+        ));
+    }
+
+    #[test]
+    fn requests_over_their_bounds_are_refused() {
+        let s = server(1);
+        let keys = vec![Key::new(b"k").expect("key"); FETCH_KEYS_MAX + 1];
+        assert_eq!(
+            s.serve(SyncRequest::Fetch {
+                table: "t".into(),
+                keys
+            }),
+            Err(SyncServeError::TooLarge("keys"))
+        );
+        assert_eq!(
+            s.serve(SyncRequest::Digests {
+                table: "nope".into(),
+                slots: vec![]
+            }),
+            Err(SyncServeError::UnknownTable("nope".into()))
+        );
+    }
+}
