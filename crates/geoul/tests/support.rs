@@ -318,8 +318,18 @@ impl Cluster {
     }
 }
 
-pub fn wait_for(what: &str, mut pred: impl FnMut() -> bool, cluster: &Cluster) {
-    let deadline = Instant::now() + WAIT;
+pub fn wait_for(what: &str, pred: impl FnMut() -> bool, cluster: &Cluster) {
+    wait_for_at_most(what, WAIT, pred, cluster);
+}
+
+/// [`wait_for`] with another bound (large on-demand runs).
+pub fn wait_for_at_most(
+    what: &str,
+    limit: Duration,
+    mut pred: impl FnMut() -> bool,
+    cluster: &Cluster,
+) {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if pred() {
             return;

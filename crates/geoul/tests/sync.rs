@@ -19,9 +19,20 @@ use geoul_store::{Ack, Key, Value};
 use geoul_transport::ClusterSecret;
 use support::{cluster_secret, kv_call, kv_client, Cluster, KvClient, WAIT};
 
-/// Entries loaded before the interesting part (sized for a debug build on 2
-/// cores; `geoul bench sync` measures a million).
-const KEYS: usize = 30_000;
+/// Entries loaded before the interesting part: 30k in CI (a debug build on 2
+/// cores); `GEOUL_SYNC_KEYS=1000000 cargo test --release -p geoul --test sync`
+/// runs the same checks at the full size.
+/// Bound on one sync: the usual wait, longer for on-demand large runs.
+fn sync_wait(keys: usize) -> Duration {
+    WAIT.max(Duration::from_secs((keys / 5_000) as u64))
+}
+
+fn keys() -> usize {
+    std::env::var("GEOUL_SYNC_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000)
+}
 /// Padding that makes values about 400 bytes: with only ~8 keys per slot at
 /// this scale, tiny values would make per-slot digests outweigh the data.
 const PAD: &str = concat!(
@@ -161,7 +172,7 @@ async fn connect_all(cluster: &Cluster, secret: &ClusterSecret) -> Vec<(String, 
 }
 
 async fn wait_identical(clients: &[(String, KvClient)]) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + sync_wait(keys());
     loop {
         match difference(clients).await {
             Ok(None) => return,
@@ -183,11 +194,12 @@ fn metric(cluster: &Cluster, node: &str, name: &str) -> u64 {
 
 #[test]
 fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
+    let keys = keys();
     let mut cluster = Cluster::start(3);
     let secret = cluster_secret(&cluster);
     let rt = runtime();
     let first = cluster.nodes[0].cluster;
-    rt.block_on(load(first, &secret, 0..KEYS, "v0"));
+    rt.block_on(load(first, &secret, 0..keys, "v0"));
 
     // Writers keep overwriting the same keys (so the same slots) while node-4
     // joins and syncs; bounded in count and time.
@@ -201,7 +213,7 @@ fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
             let started = Instant::now();
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) && n < 20_000 && started.elapsed() < WAIT * 2 {
-                let i = (n * 7919) % KEYS;
+                let i = (n * 7919) % keys;
                 let value = format!("v1-{n}");
                 match set(&client, i, &value).await {
                     Ok(()) => {
@@ -219,8 +231,9 @@ fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
     };
     cluster.add_node();
     let node4 = cluster.node("node-4");
-    support::wait_for(
+    support::wait_for_at_most(
         "node-4 synced",
+        sync_wait(keys),
         || node4.status().is_some_and(|s| s.synced()),
         &cluster,
     );
@@ -243,7 +256,7 @@ fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
         let acked = acked.lock().expect("acked").clone();
         let node4 = &clients[3].1;
         let mut checked = 0;
-        for i in (0..KEYS).step_by(37) {
+        for i in (0..keys).step_by(37) {
             let holders =
                 replicas(slot_of(&key(i)), &names, Replication::Factor(3)).expect("replicas");
             if !holders.iter().any(|h| h == "node-4") {
@@ -270,11 +283,12 @@ fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
 
 #[test]
 fn a_restarted_node_catches_up_by_diff_and_a_wiped_one_copies_everything() {
+    let keys = keys();
     let mut cluster = Cluster::start(3);
     let secret = cluster_secret(&cluster);
     let rt = runtime();
     let first = cluster.nodes[0].cluster;
-    rt.block_on(load(first, &secret, 0..KEYS, "v0"));
+    rt.block_on(load(first, &secret, 0..keys, "v0"));
     // Let anti-entropy make node-3 complete before it goes down.
     rt.block_on(async {
         let clients = connect_all(&cluster, &secret).await;
@@ -283,10 +297,11 @@ fn a_restarted_node_catches_up_by_diff_and_a_wiped_one_copies_everything() {
 
     // Restart with its data after 10 % more keys were written without it.
     cluster.node_mut("node-3").kill9();
-    rt.block_on(load(first, &secret, KEYS..KEYS + KEYS / 10, "v0"));
+    rt.block_on(load(first, &secret, keys..keys + keys / 10, "v0"));
     cluster.node_mut("node-3").start();
-    support::wait_for(
+    support::wait_for_at_most(
         "node-3 synced after restart",
+        sync_wait(keys),
         || cluster.node("node-3").status().is_some_and(|s| s.synced()),
         &cluster,
     );
@@ -299,7 +314,7 @@ fn a_restarted_node_catches_up_by_diff_and_a_wiped_one_copies_everything() {
     cluster.node_mut("node-3").start();
     let addr3 = cluster.node("node-3").cluster;
     rt.block_on(async {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + sync_wait(keys);
         let client = loop {
             if let Ok(c) = kv_client(addr3, &secret).await {
                 break c;
@@ -313,7 +328,7 @@ fn a_restarted_node_catches_up_by_diff_and_a_wiped_one_copies_everything() {
                 Instant::now() < deadline,
                 "node-3 never synced after the wipe"
             );
-            for i in (0..KEYS).step_by(997) {
+            for i in (0..keys).step_by(997) {
                 probes += 1;
                 match stored(&client, i).await {
                     // Refused: the slot is not served yet (or not held here).
