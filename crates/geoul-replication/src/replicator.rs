@@ -410,24 +410,17 @@ impl<L: ReplicaLink> Replicator<L> {
         let deadline = Instant::now() + timeout;
         let me = self.me();
         let slot = slot_of(key.as_bytes());
-        let serves_here = handle.sync().serves(slot);
-        // When every current replica is still syncing, a previous owner that
-        // keeps the slot until the handoff completes answers instead.
-        let fallback = self.fallback_owners(handle, slot, &replicas);
-        let replicas: Vec<Route> = replicas.into_iter().chain(fallback).collect();
         for route in &replicas {
-            if route.name == me {
-                // A syncing copy never answers (DESIGN.md §4 line 5).
-                if serves_here {
-                    return Ok(handle.lock().get_entry(&key));
-                }
-                continue;
+            if let Some(entry) = self.read_at(handle, route, &key, &me, deadline).await {
+                return Ok(entry);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let name = handle.spec().name.clone();
-            if let Ok(entry) = self.link.read(route.addr, name, key.clone(), left).await {
-                let hlc = self.store.hlc();
-                return Ok(entry.filter(|e| hlc.check(e.version.ts).is_ok()));
+        }
+        // Every current replica refused (all still syncing) or failed: a
+        // previous owner that keeps the slot until the handoff completes
+        // answers instead. Computed only now, off the common path.
+        for route in &self.fallback_owners(handle, slot, &replicas) {
+            if let Some(entry) = self.read_at(handle, route, &key, &me, deadline).await {
+                return Ok(entry);
             }
         }
         Err(ReadError::NotEnoughReplicas {
@@ -436,6 +429,31 @@ impl<L: ReplicaLink> Replicator<L> {
             required: 1,
             timeout,
         })
+    }
+
+    /// The entry `route` stores for `key`; `None` when it cannot answer (a
+    /// syncing copy never answers: DESIGN.md §4 line 5).
+    async fn read_at(
+        &self,
+        handle: &TableHandle,
+        route: &Route,
+        key: &Key,
+        me: &str,
+        deadline: Instant,
+    ) -> Option<Option<Entry>> {
+        if route.name == me {
+            let serves = handle.sync().serves(slot_of(key.as_bytes()));
+            return serves.then(|| handle.lock().get_entry(key));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let name = handle.spec().name.clone();
+        let entry = self
+            .link
+            .read(route.addr, name, key.clone(), left)
+            .await
+            .ok()?;
+        let hlc = self.store.hlc();
+        Some(entry.filter(|e| hlc.check(e.version.ts).is_ok()))
     }
 
     async fn read_quorum(
