@@ -192,14 +192,19 @@ fn metric(cluster: &Cluster, node: &str, name: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-#[test]
-fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
+/// A 3-node cluster with `keys()` entries written through node-1.
+fn loaded_cluster() -> (usize, Cluster, ClusterSecret, tokio::runtime::Runtime) {
     let keys = keys();
-    let mut cluster = Cluster::start(3);
+    let cluster = Cluster::start(3);
     let secret = cluster_secret(&cluster);
     let rt = runtime();
-    let first = cluster.nodes[0].cluster;
-    rt.block_on(load(first, &secret, 0..keys, "v0"));
+    rt.block_on(load(cluster.nodes[0].cluster, &secret, 0..keys, "v0"));
+    (keys, cluster, secret, rt)
+}
+
+#[test]
+fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
+    let (keys, mut cluster, secret, rt) = loaded_cluster();
 
     // Writers keep overwriting the same keys (so the same slots) while node-4
     // joins and syncs; bounded in count and time.
@@ -283,12 +288,8 @@ fn a_new_node_syncs_under_load_and_holds_exactly_its_slots() {
 
 #[test]
 fn a_restarted_node_catches_up_by_diff_and_a_wiped_one_copies_everything() {
-    let keys = keys();
-    let mut cluster = Cluster::start(3);
-    let secret = cluster_secret(&cluster);
-    let rt = runtime();
+    let (keys, mut cluster, secret, rt) = loaded_cluster();
     let first = cluster.nodes[0].cluster;
-    rt.block_on(load(first, &secret, 0..keys, "v0"));
     // Let anti-entropy make node-3 complete before it goes down.
     rt.block_on(async {
         let clients = connect_all(&cluster, &secret).await;
