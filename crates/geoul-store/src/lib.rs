@@ -4,6 +4,7 @@
 //! * `hlc` — hybrid logical clock with an injected wall clock;
 //! * `entry` — keys, versions (last-writer-wins), entries and their digest hash;
 //! * `options` — what a service declares about a table;
+//! * `order` — the one total order over field values (indexes, queries, sorting);
 //! * `table` — one table's local copy: apply, read-time expiry, sweeper, per-slot
 //!   digests.
 //!
@@ -13,6 +14,7 @@
 pub mod entry;
 pub mod hlc;
 pub mod options;
+pub mod order;
 pub mod table;
 pub mod table_sync;
 pub mod value;
@@ -20,6 +22,7 @@ pub mod value;
 pub use entry::{Entry, Key, KeyError, Origin, Version, KEY_BYTES_MAX};
 pub use hlc::{Clock, ClockSkewError, Hlc, ManualClock, SystemClock, Timestamp};
 pub use options::{Ack, Durability, Replication, SpecError, TableOptions, TableSpec};
+pub use order::{compare_values, values_equal, OrdValue};
 pub use table::{Applied, SweepStats, Table, TableStats, Ttl, Visible};
 pub use table_sync::{
     bucket_of, collectable, BucketMask, Cursor, GcStats, KeyVersion, Page, ALL_BUCKETS, BUCKETS,
