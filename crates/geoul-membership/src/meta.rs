@@ -78,6 +78,9 @@ pub struct NodeMeta {
     /// Declared tables of which this node is still syncing some slot: readers
     /// try its replicas last, and keep asking a slot's previous owners.
     pub syncing: std::collections::BTreeSet<String>,
+    /// Per hosted service, the table whose replicas serve a key's calls, so
+    /// clients route a call to where its data is.
+    pub routes: BTreeMap<String, String>,
 }
 
 /// Why metadata was refused.
@@ -127,6 +130,7 @@ impl NodeMeta {
             leaving: false,
             tables: BTreeMap::new(),
             syncing: std::collections::BTreeSet::new(),
+            routes: BTreeMap::new(),
         }
     }
 
@@ -153,6 +157,13 @@ impl NodeMeta {
         }
         if let Some(unknown) = self.syncing.iter().find(|t| !self.tables.contains_key(*t)) {
             return Err(MetaError::BadServiceName(unknown.clone()));
+        }
+        if let Some((service, _)) = self
+            .routes
+            .iter()
+            .find(|(s, t)| !self.services.contains_key(*s) || !self.tables.contains_key(*t))
+        {
+            return Err(MetaError::BadServiceName(service.clone()));
         }
         for (name, summary) in &self.tables {
             validate_service_name(name)?;

@@ -80,6 +80,8 @@ pub struct RawKv {
     pub write_ack: Option<Ack>,
     /// `memory` or `disk`.
     pub durability: Option<Durability>,
+    /// Document fields to index (for `geoul query 'kv where …'`).
+    pub indexes: Option<Vec<String>>,
 }
 
 /// Unvalidated settings, from a file or flags; every field optional.
@@ -212,6 +214,12 @@ fn kv_options(raw: Option<RawKv>) -> Result<TableOptions, ConfigError> {
     if let Some(d) = raw.durability {
         options.durability = d;
     }
+    if let Some(indexes) = raw.indexes {
+        options.indexes = indexes;
+    }
+    crate::kv::spec(options.clone())
+        .validate()
+        .map_err(|e| invalid("kv.indexes", e.to_string()))?;
     Ok(options)
 }
 
@@ -337,6 +345,15 @@ impl NodeConfig {
             .unwrap_or_else(|| vec![crate::kv::KV.to_string()]);
         for s in &services {
             validate_service_name(s).map_err(|e| invalid("services", e.to_string()))?;
+            if !crate::builtin::BUILTIN.contains(&s.as_str()) {
+                return Err(invalid(
+                    "services",
+                    format!(
+                        "no built-in service {s:?} (built in: {}; services of your own are hosted by a program built on geoul-node)",
+                        crate::builtin::BUILTIN.join(", ")
+                    ),
+                ));
+            }
         }
         Ok(Self {
             name,

@@ -1,13 +1,16 @@
-//! The `kv` service: a thin key-value interface over one replicated table.
+//! The `kv` service: a key-value interface over one replicated table, built on
+//! the public [`Service`] API like any user service.
 //!
 //! Owns: the `kv` table declaration, [`KvRequest`]/[`KvResponse`] and their
-//! handling. Does not own: replication (the replicator), or the wire (rpc). The
-//! next issue moves it onto the public `Service` API.
+//! handling ([`KvService`]). Does not own: replication or dispatch (the
+//! framework), or the wire (geoul-client).
 
 use std::time::Duration;
 
-use geoul_replication::{ReadLevel, ReplicaLink, Replicator, WriteRequest};
-use geoul_store::{Ack, Document, Durability, Key, Replication, TableOptions, TableSpec, Value};
+use geoul_client::{CallError, CallOptions, ServiceRef};
+use geoul_replication::ReadLevel;
+use geoul_service::{Context, HandlerError, Limits, PutOptions, Service};
+use geoul_store::{Ack, Document, Durability, Replication, TableOptions, TableSpec, Value};
 use serde::{Deserialize, Serialize};
 
 /// The service name and its table's name.
@@ -28,6 +31,7 @@ pub fn default_options() -> TableOptions {
         durability: Durability::Disk,
         default_ttl: None,
         max_entries: None,
+        indexes: Vec::new(),
     }
 }
 
@@ -40,7 +44,7 @@ pub fn spec(options: TableOptions) -> TableSpec {
 }
 
 /// A request to the kv service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum KvRequest {
     /// Writes `value` under `key`.
     Set {
@@ -48,6 +52,20 @@ pub enum KvRequest {
         key: Vec<u8>,
         /// Value.
         value: String,
+        /// Expiry from now.
+        ttl_ms: Option<u64>,
+        /// Ack level (table default if absent).
+        ack: Option<Ack>,
+        /// Deadline.
+        timeout_ms: u64,
+    },
+    /// Writes a document of typed fields under `key` (queryable with
+    /// `geoul query 'kv where …'`, indexed per `[kv] indexes`).
+    Put {
+        /// Key bytes.
+        key: Vec<u8>,
+        /// The fields.
+        fields: Vec<(String, Value)>,
         /// Expiry from now.
         ttl_ms: Option<u64>,
         /// Ack level (table default if absent).
@@ -141,132 +159,242 @@ pub enum KvTtl {
     RemainingMs(u64),
 }
 
-fn key(bytes: &[u8]) -> Result<Key, String> {
-    Key::new(bytes).map_err(|e| e.to_string())
-}
-
 fn timeout(ms: u64) -> Duration {
     Duration::from_millis(ms).min(KV_TIMEOUT_MAX)
 }
 
-fn value_of(entry: &geoul_store::Entry) -> Result<String, String> {
-    let doc = entry
-        .value
-        .as_ref()
-        .ok_or("no value")?
-        .decode()
-        .map_err(|e| e.to_string())?;
+/// The value shown for an entry: its `value` field, or for a document
+/// written with `Put`, its fields as `name=value` pairs.
+fn value_of(doc: &Document) -> Result<String, HandlerError> {
     match doc.get(VALUE_FIELD) {
         Some(Value::Str(s)) => Ok(s.clone()),
         Some(other) => Ok(other.to_string()),
-        None => Err("kv entry has no value field".into()),
+        None => Ok(doc
+            .fields()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")),
     }
 }
 
-/// Serves one kv request through `replicator`.
-pub async fn handle<L: ReplicaLink>(
-    replicator: &Replicator<L>,
-    request: KvRequest,
-) -> Result<KvResponse, String> {
-    match request {
-        KvRequest::Set {
-            key: k,
-            value,
-            ttl_ms,
-            ack,
-            timeout_ms,
-        } => {
-            let doc =
-                Document::single(VALUE_FIELD, Value::Str(value)).map_err(|e| e.to_string())?;
-            write(replicator, key(&k)?, Some(doc), ttl_ms, ack, timeout_ms).await
+/// The kv service with its table options.
+pub struct KvService {
+    options: TableOptions,
+    dedup: bool,
+}
+
+impl KvService {
+    /// A kv service whose table has `options`, deduplicating idempotency keys.
+    pub fn new(options: TableOptions) -> Self {
+        Self {
+            options,
+            dedup: true,
         }
-        KvRequest::Del {
-            key: k,
-            ack,
-            timeout_ms,
-        } => write(replicator, key(&k)?, None, None, ack, timeout_ms).await,
-        KvRequest::Get {
-            key: k,
-            level,
-            timeout_ms,
-        } => {
-            let entry = replicator
-                .read(KV, key(&k)?, level, timeout(timeout_ms))
-                .await
-                .map_err(|e| e.to_string())?;
-            let value = match entry {
-                Some(e) => Some(KvValue {
-                    value: value_of(&e)?,
-                    expires_at_ms: e.expires_at_ms,
-                    version: e.version.ts.raw(),
-                }),
-                None => None,
-            };
-            Ok(KvResponse::Value(value))
+    }
+
+    /// The same without the dedup table (calls with an idempotency key are
+    /// refused): for clusters, such as simulations, that never retry writes.
+    pub fn without_dedup(mut self) -> Self {
+        self.dedup = false;
+        self
+    }
+}
+
+impl Service for KvService {
+    type Request = KvRequest;
+    type Response = KvResponse;
+
+    fn name(&self) -> &str {
+        KV
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![spec(self.options.clone())]
+    }
+
+    fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            idempotency_window: defaults.idempotency_window.filter(|_| self.dedup),
+            ..defaults
         }
-        KvRequest::Ttl { key: k, timeout_ms } => {
-            let entry = replicator
-                .read(KV, key(&k)?, ReadLevel::Quorum, timeout(timeout_ms))
-                .await
-                .map_err(|e| e.to_string())?;
-            let now = replicator.store().hlc().wall_ms();
-            let margin = replicator.store().skew_margin_ms();
-            Ok(KvResponse::Ttl(match entry {
-                None => KvTtl::Missing,
-                Some(e) => match e.expires_at_ms {
-                    None => KvTtl::Forever,
-                    Some(at) => KvTtl::RemainingMs(at.saturating_sub(now.saturating_add(margin))),
-                },
-            }))
-        }
-        KvRequest::Scan {
-            prefix,
-            limit,
-            timeout_ms,
-        } => {
-            let result = replicator
-                .scan(KV, prefix, limit, timeout(timeout_ms))
-                .await
-                .map_err(|e| e.to_string())?;
-            let pairs = result
-                .entries
-                .iter()
-                .map(|e| Ok((e.key.as_bytes().to_vec(), value_of(e)?)))
-                .collect::<Result<Vec<_>, String>>()?;
-            Ok(KvResponse::Entries {
-                entries: pairs,
-                partial: result.partial,
-            })
+    }
+
+    async fn handle(&self, ctx: Context, request: KvRequest) -> Result<KvResponse, HandlerError> {
+        match request {
+            KvRequest::Set {
+                key,
+                value,
+                ttl_ms,
+                ack,
+                timeout_ms: _,
+            } => {
+                let doc = Document::single(VALUE_FIELD, Value::Str(value))
+                    .map_err(HandlerError::reject)?;
+                write(&ctx, &key, Some(doc), ttl_ms, ack).await
+            }
+            KvRequest::Put {
+                key,
+                fields,
+                ttl_ms,
+                ack,
+                timeout_ms: _,
+            } => {
+                let doc = Document::from_fields(fields).map_err(HandlerError::reject)?;
+                write(&ctx, &key, Some(doc), ttl_ms, ack).await
+            }
+            KvRequest::Del {
+                key,
+                ack,
+                timeout_ms: _,
+            } => write(&ctx, &key, None, None, ack).await,
+            KvRequest::Get {
+                key,
+                level,
+                timeout_ms: _,
+            } => {
+                let record = ctx.get_with(KV, &key, level).await?;
+                let value = match record {
+                    Some(r) => Some(KvValue {
+                        value: value_of(&r.doc)?,
+                        expires_at_ms: r.expires_at_ms,
+                        version: r.version.ts,
+                    }),
+                    None => None,
+                };
+                Ok(KvResponse::Value(value))
+            }
+            KvRequest::Ttl { key, timeout_ms: _ } => {
+                let record = ctx.get_with(KV, &key, ReadLevel::Quorum).await?;
+                let now = ctx.now_ms();
+                let margin = ctx.skew_margin_ms();
+                Ok(KvResponse::Ttl(match record {
+                    None => KvTtl::Missing,
+                    Some(r) => match r.expires_at_ms {
+                        None => KvTtl::Forever,
+                        Some(at) => {
+                            KvTtl::RemainingMs(at.saturating_sub(now.saturating_add(margin)))
+                        }
+                    },
+                }))
+            }
+            KvRequest::Scan {
+                prefix,
+                limit,
+                timeout_ms: _,
+            } => {
+                let result = ctx.scan(KV, prefix, limit).await?;
+                let pairs = result
+                    .records
+                    .iter()
+                    .map(|r| Ok((r.key.clone(), value_of(&r.doc)?)))
+                    .collect::<Result<Vec<_>, HandlerError>>()?;
+                Ok(KvResponse::Entries {
+                    entries: pairs,
+                    partial: result.partial,
+                })
+            }
         }
     }
 }
 
-async fn write<L: ReplicaLink>(
-    replicator: &Replicator<L>,
-    key: Key,
+async fn write(
+    ctx: &Context,
+    key: &[u8],
     value: Option<Document>,
     ttl_ms: Option<u64>,
     ack: Option<Ack>,
-    timeout_ms: u64,
-) -> Result<KvResponse, String> {
+) -> Result<KvResponse, HandlerError> {
     if ttl_ms == Some(0) {
-        return Err("ttl must be positive".into());
+        return Err(HandlerError::reject("ttl must be positive"));
     }
-    let outcome = replicator
-        .write(WriteRequest {
-            table: KV.to_string(),
-            key,
-            value,
-            ttl: ttl_ms.map(Duration::from_millis),
-            ack,
-            timeout: timeout(timeout_ms),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let options = PutOptions {
+        ttl: ttl_ms.map(Duration::from_millis),
+        ack,
+    };
+    let written = ctx.put_with(KV, key, value, options).await?;
     Ok(KvResponse::Written {
-        version: outcome.version.ts.raw(),
-        origin: outcome.version.origin.raw(),
-        acked: u32::try_from(outcome.acked).unwrap_or(u32::MAX),
-        replicas: u32::try_from(outcome.replicas).unwrap_or(u32::MAX),
+        version: written.version.ts,
+        origin: written.version.origin,
+        acked: u32::try_from(written.acked).unwrap_or(u32::MAX),
+        replicas: u32::try_from(written.replicas).unwrap_or(u32::MAX),
     })
+}
+
+/// The deadline of a kv request (its own `timeout_ms`, capped).
+pub fn deadline_of(request: &KvRequest) -> Duration {
+    let ms = match request {
+        KvRequest::Set { timeout_ms, .. }
+        | KvRequest::Put { timeout_ms, .. }
+        | KvRequest::Get { timeout_ms, .. }
+        | KvRequest::Del { timeout_ms, .. }
+        | KvRequest::Ttl { timeout_ms, .. }
+        | KvRequest::Scan { timeout_ms, .. } => *timeout_ms,
+    };
+    timeout(ms)
+}
+
+/// The routing key of a kv request (`None` for scans, which go anywhere).
+pub fn routing_key(request: &KvRequest) -> Option<&[u8]> {
+    match request {
+        KvRequest::Set { key, .. }
+        | KvRequest::Put { key, .. }
+        | KvRequest::Get { key, .. }
+        | KvRequest::Del { key, .. }
+        | KvRequest::Ttl { key, .. } => Some(key),
+        KvRequest::Scan { .. } => None,
+    }
+}
+
+/// Whether retrying `request` on another node is harmless: reads only. A
+/// `Set` or `Del` applied twice could undo a newer write made in between, so
+/// writes are retried only with an idempotency key.
+pub fn idempotent(request: &KvRequest) -> bool {
+    matches!(
+        request,
+        KvRequest::Get { .. } | KvRequest::Ttl { .. } | KvRequest::Scan { .. }
+    )
+}
+
+/// Runs a kv request through a [`ServiceRef`] on the `kv` service, with its
+/// deadline and retry policy.
+pub async fn call(kv: &ServiceRef, request: &KvRequest) -> Result<KvResponse, CallError> {
+    let options = CallOptions {
+        timeout: Some(deadline_of(request)),
+        idempotent: idempotent(request),
+        idempotency_key: None,
+    };
+    kv.call_with(routing_key(request), request, options).await
+}
+
+/// A kv request as one raw client frame (for callers holding a bare transport
+/// connection rather than a [`ServiceRef`]: tests, tools).
+pub fn encode_call(request: &KvRequest) -> Result<bytes::Bytes, String> {
+    let payload = postcard::to_stdvec(request).map_err(|e| e.to_string())?;
+    let timeout_ms = u32::try_from(deadline_of(request).as_millis())
+        .unwrap_or(u32::MAX)
+        .clamp(1, geoul_client::wire::CALL_TIMEOUT_MAX_MS);
+    let call = geoul_client::wire::Call {
+        service: KV.to_string(),
+        key: routing_key(request).map(<[u8]>::to_vec),
+        payload,
+        timeout_ms,
+        idempotency_key: None,
+        session: Default::default(),
+    };
+    geoul_client::wire::encode_request(&geoul_client::wire::ApiRequest::Call(call))
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes the answer to [`encode_call`]; a service failure becomes its
+/// one-line reason.
+pub fn decode_reply(bytes: &[u8]) -> Result<KvResponse, String> {
+    use geoul_client::wire::ApiResponse;
+    match geoul_client::wire::decode_response(bytes).map_err(|e| e.to_string())? {
+        ApiResponse::Reply(reply) => {
+            postcard::from_bytes(&reply.payload).map_err(|e| e.to_string())
+        }
+        ApiResponse::Failed(f) => Err(f.to_string()),
+        ApiResponse::Topology(_) | ApiResponse::Rows(_) => Err("unexpected answer".into()),
+    }
 }

@@ -6,16 +6,20 @@
 //! both drive it.
 
 pub mod admin;
+pub mod builtin;
 pub mod config;
 pub mod config_sync;
 pub mod contact;
+pub mod daemon;
 pub mod data_dir;
 pub mod kv;
 pub mod link;
 pub mod metrics;
 pub mod node;
+pub mod query_json;
 pub mod rpc;
 pub mod status;
+pub mod topology;
 
 pub use config::{ConfigError, NodeConfig, RawConfig};
 pub use node::{Node, NodeError, NodeParams};

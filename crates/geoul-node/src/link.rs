@@ -118,4 +118,20 @@ impl<N: Net> ReplicaLink for TransportLink<N> {
             }
         })
     }
+
+    fn query(
+        &self,
+        to: SocketAddr,
+        query: geoul_query::Query,
+        slots: geoul_replication::query::SlotSet,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<geoul_replication::query::QueryPage, LinkError>> {
+        let call = self.call(to, PeerRequest::QueryLocal { query, slots }, timeout);
+        Box::pin(async move {
+            match call.await? {
+                PeerResponse::QueryPage(page) => Ok(page),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
 }

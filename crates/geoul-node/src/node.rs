@@ -9,14 +9,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use geoul_client::Routes;
 use geoul_membership::{
     Membership, MembershipConfig, MembershipError, MembershipMetrics, MembershipOptions, NodeId,
     NodeMeta, ServiceHealth,
 };
 use geoul_replication::sync::{SyncConfig, SyncManager, SyncMetrics, SyncServer};
 use geoul_replication::{LocalStore, Placement, ReplicationMetrics, Replicator, StoreError};
+use geoul_service::{DynService, HostError, ReplicatorAccess, ServiceHost, ServiceMetrics};
 use geoul_storage::{DiskStore, StorageError, StorageOptions, SyncPolicy};
-use geoul_store::{Clock, Hlc, Origin, TableOptions, Timestamp};
+use geoul_store::{Clock, Hlc, Origin, Timestamp};
 use geoul_transport::{
     ClusterSecret, DatagramSeal, Net, Transport, TransportConfig, TransportError,
 };
@@ -25,8 +27,9 @@ use tokio::time::Instant;
 
 use crate::link::TransportLink;
 use crate::metrics::TransportCollector;
-use crate::rpc::{PeerHandler, ReplicatorCell};
+use crate::rpc::{HostCell, PeerHandler, ReplicatorCell};
 use crate::status::StatusReport;
+use crate::topology::NodeBackend;
 
 /// How long a leaving node keeps gossiping its "left" notice before it stops:
 /// a few gossip periods, so most peers hear it directly rather than by suspicion.
@@ -46,7 +49,7 @@ pub struct NodeParams {
     /// Seeds.
     pub seeds: Vec<SocketAddr>,
     /// Services hosted (advertised healthy until a service reports otherwise).
-    pub services: Vec<String>,
+    pub services: Vec<Arc<dyn DynService>>,
     /// Detector settings.
     pub membership: MembershipConfig,
     /// This life's generation (from the data directory).
@@ -60,8 +63,6 @@ pub struct NodeParams {
     pub tables_dir: Option<std::path::PathBuf>,
     /// fsync policy of the durable store.
     pub sync: SyncPolicy,
-    /// Options of the `kv` table, when this node hosts `kv`.
-    pub kv: TableOptions,
     /// Clock-skew allowance for expiry and the most a peer's clock may lead ours.
     pub skew_margin: Duration,
     /// Sync, anti-entropy and tombstone GC settings.
@@ -89,6 +90,9 @@ pub enum NodeError {
     /// A table could not be declared or loaded.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The services cannot be hosted together.
+    #[error(transparent)]
+    Services(#[from] HostError),
 }
 
 /// A running node.
@@ -112,9 +116,13 @@ impl<N: Net> Node<N> {
     ) -> Result<Self, NodeError> {
         let id = NodeId::new(params.name.clone(), params.advertise, params.generation);
         let mut meta = NodeMeta::new(id, params.admin);
+        geoul_service::host::validate(&params.services)?;
         for service in &params.services {
-            meta.services
-                .insert(service.clone(), ServiceHealth::Healthy);
+            let name = service.name().to_string();
+            if let Some(table) = service.tables().first() {
+                meta.routes.insert(name.clone(), table.name.clone());
+            }
+            meta.services.insert(name, ServiceHealth::Healthy);
         }
         let store = Arc::new(open_store(&params)?);
         let uses = store.table_uses();
@@ -144,22 +152,30 @@ impl<N: Net> Node<N> {
             ..TransportConfig::default()
         };
         let cell: ReplicatorCell<N> = Arc::default();
+        let host_cell: HostCell = Arc::default();
         let sync_server = SyncServer::new(store.clone(), params.sync_config.serve_concurrency);
         let transport = Transport::bind(
             net,
             params.bind,
             secret,
             transport_config,
-            PeerHandler::new(membership.clone(), cell.clone(), sync_server),
+            PeerHandler::new(
+                membership.clone(),
+                cell.clone(),
+                host_cell.clone(),
+                sync_server,
+            ),
         )
         .await?;
         let (placement_tx, placement_rx) =
             tokio::sync::watch::channel(Arc::new(Placement::default()));
+        let (routes_tx, routes_rx) = tokio::sync::watch::channel(Arc::new(Routes::default()));
         let placement_task = tokio::spawn(follow_placement(
             membership.clone(),
             params.name.clone(),
             uses,
             placement_tx,
+            routes_tx,
         ));
         let replication_metrics = ReplicationMetrics::default();
         let replicator = Arc::new(Replicator::new(
@@ -171,6 +187,15 @@ impl<N: Net> Node<N> {
         ));
         // The cell is fresh and set exactly once, here.
         let _ = cell.set(replicator.clone());
+        let service_metrics = ServiceMetrics::default();
+        let host = ServiceHost::new(
+            &params.name,
+            Arc::new(ReplicatorAccess(replicator.clone())),
+            Arc::new(NodeBackend::new(transport.clone(), routes_rx)),
+            params.services.clone(),
+            service_metrics.clone(),
+        )?;
+        let _ = host_cell.set(Arc::new(host));
         let sync_metrics = SyncMetrics::default();
         let sync = SyncManager::spawn(
             store.clone(),
@@ -194,6 +219,7 @@ impl<N: Net> Node<N> {
         membership_metrics.register(&mut registry);
         replication_metrics.register(&mut registry);
         sync_metrics.register(&mut registry);
+        service_metrics.register(&mut registry);
         registry.register_collector(Box::new(crate::metrics::StoreCollector { store, sweep }));
         registry.register_collector(Box::new(TransportCollector(transport.metrics())));
         tracing::info!(
@@ -296,9 +322,17 @@ fn open_store(params: &NodeParams) -> Result<LocalStore, NodeError> {
     ));
     let store = LocalStore::new(hlc, params.skew_margin, disk)
         .with_tombstone_grace(params.sync_config.tombstone_grace);
-    if params.services.iter().any(|s| s == crate::kv::KV) {
-        let loaded = store.declare(crate::kv::KV, crate::kv::spec(params.kv.clone()))?;
-        tracing::info!(table = crate::kv::KV, entries = loaded, "table ready");
+    for service in &params.services {
+        for spec in geoul_service::table_specs(service.as_ref()) {
+            let table = spec.name.clone();
+            let loaded = store.declare(service.name(), spec)?;
+            tracing::info!(
+                service = service.name(),
+                table,
+                entries = loaded,
+                "table ready"
+            );
+        }
     }
     Ok(store)
 }
@@ -342,6 +376,7 @@ async fn follow_placement(
     me: String,
     uses: Vec<geoul_replication::TableUse>,
     placement: tokio::sync::watch::Sender<Arc<Placement>>,
+    routes: tokio::sync::watch::Sender<Arc<Routes>>,
 ) {
     let mut snapshots = membership.snapshots();
     let mut reported: Vec<geoul_replication::Conflict> = Vec::new();
@@ -362,6 +397,8 @@ async fn follow_placement(
         }
         reported = next.conflicts().to_vec();
         placement.send_replace(Arc::new(next));
+        let topology = crate::topology::topology(&snapshot.view);
+        routes.send_replace(Arc::new(Routes::new(&topology)));
         if snapshots.changed().await.is_err() {
             return;
         }

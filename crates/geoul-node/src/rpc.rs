@@ -1,22 +1,26 @@
 //! Requests a node serves over the transport: node-level (`Ping`), replication
-//! between replicas, and the `kv` service.
+//! and sync between replicas, and client requests (service calls, topology).
 //!
-//! Owns: [`PeerRequest`]/[`PeerResponse`] and the handler that dispatches them.
-//! Does not own: framing or authentication (the transport), what replication or
-//! kv do (their modules).
+//! Owns: [`PeerRequest`]/[`PeerResponse`] and the handler that dispatches
+//! them and client requests (told apart by their first byte, see
+//! `geoul_client::wire::API_TAG`). Does not own: framing or authentication
+//! (the transport), what replication or services do (their crates).
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use geoul_membership::Membership;
+use geoul_replication::query::{local_query, QueryError, QueryPage, SlotSet};
 use geoul_replication::sync::{SyncRequest, SyncResponse, SyncServer};
 use geoul_replication::{local_scan, BatchAck, ReplicateBatch, Replicator, ScanPage};
 use geoul_store::{Entry, Key};
 use geoul_transport::{Handler, Net, PeerInfo, RemoteError};
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{KvRequest, KvResponse};
+use geoul_client::wire::{self, ApiRequest, ApiResponse, Failure};
+use geoul_service::{Caller, ServiceHost};
+
 use crate::link::TransportLink;
 
 /// A request one node (or a client) sends to a node.
@@ -42,10 +46,15 @@ pub enum PeerRequest {
         /// Most results.
         limit: u32,
     },
-    /// A kv service request (from a client or another node).
-    Kv(KvRequest),
     /// Sync and anti-entropy between replicas.
     Sync(SyncRequest),
+    /// This node's top rows of a distributed query over `slots`.
+    QueryLocal {
+        /// The query.
+        query: geoul_query::Query,
+        /// Slots asked.
+        slots: SlotSet,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -64,10 +73,10 @@ pub enum PeerResponse {
     Entry(Option<Entry>),
     /// Answer to `ScanEntries`.
     ScanPage(ScanPage),
-    /// Answer to `Kv`.
-    Kv(KvResponse),
     /// Answer to `Sync`.
     Sync(SyncResponse),
+    /// Answer to `QueryLocal`.
+    QueryPage(QueryPage),
 }
 
 impl PeerRequest {
@@ -87,26 +96,92 @@ impl PeerResponse {
 /// The replicator of a node, set once the transport it needs exists.
 pub type ReplicatorCell<N> = Arc<OnceLock<Arc<Replicator<TransportLink<N>>>>>;
 
-/// Serves [`PeerRequest`]s.
+/// The service host of a node, set once the replicator it needs exists.
+pub type HostCell = Arc<OnceLock<Arc<ServiceHost>>>;
+
+/// Serves [`PeerRequest`]s and client requests.
 pub struct PeerHandler<N: Net> {
     membership: Membership,
     replicator: ReplicatorCell<N>,
+    host: HostCell,
     sync: SyncServer,
 }
 
 impl<N: Net> PeerHandler<N> {
-    /// A handler answering from `membership`, `sync` and, once set, `replicator`.
+    /// A handler answering from `membership`, `sync` and, once set,
+    /// `replicator` and `host`.
     pub fn new(
         membership: Membership,
         replicator: ReplicatorCell<N>,
+        host: HostCell,
         sync: SyncServer,
     ) -> Arc<Self> {
         Arc::new(Self {
             membership,
             replicator,
+            host,
             sync,
         })
     }
+
+    fn api(
+        &self,
+        peer: PeerInfo,
+        request: &[u8],
+    ) -> BoxFuture<'static, Result<Bytes, RemoteError>> {
+        let request = match wire::decode_request(request) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = RemoteError(format!("malformed client request: {e}"));
+                return Box::pin(async move { Err(err) });
+            }
+        };
+        match request {
+            ApiRequest::Topology => {
+                let topology = crate::topology::topology(&self.membership.snapshot().view);
+                Box::pin(async move { api_reply(&ApiResponse::Topology(topology)) })
+            }
+            ApiRequest::Query(q) => {
+                let Some(replicator) = self.replicator.get().cloned() else {
+                    return Box::pin(async { Err(RemoteError("node is starting".into())) });
+                };
+                let node = self.membership.snapshot().identity.name.clone();
+                Box::pin(async move {
+                    let timeout = std::time::Duration::from_millis(u64::from(q.timeout_ms));
+                    let answer = match replicator.query(&q.query, timeout).await {
+                        Ok(result) => ApiResponse::Rows(geoul_service::query::answer(result, node)),
+                        Err(QueryError::UnknownTable(table)) => {
+                            ApiResponse::Failed(Failure::NotHosted {
+                                service: format!("table {table}"),
+                                node,
+                            })
+                        }
+                        Err(e) => ApiResponse::Failed(Failure::BadRequest(e.to_string())),
+                    };
+                    api_reply(&answer)
+                })
+            }
+            ApiRequest::Call(call) => {
+                let Some(host) = self.host.get().cloned() else {
+                    let name = self.membership.snapshot().identity.name.clone();
+                    let answer = ApiResponse::Failed(Failure::NotHosted {
+                        service: call.service,
+                        node: name,
+                    });
+                    return Box::pin(async move { api_reply(&answer) });
+                };
+                let caller = Caller {
+                    addr: peer.addr,
+                    hello: peer.hello,
+                };
+                Box::pin(async move { api_reply(&host.handle(call, caller).await) })
+            }
+        }
+    }
+}
+
+fn api_reply(response: &ApiResponse) -> Result<Bytes, RemoteError> {
+    wire::encode_response(response).map_err(|e| RemoteError(format!("encoding reply: {e}")))
 }
 
 fn reply(response: PeerResponse) -> Result<Bytes, RemoteError> {
@@ -116,11 +191,37 @@ fn reply(response: PeerResponse) -> Result<Bytes, RemoteError> {
 }
 
 impl<N: Net> Handler for PeerHandler<N> {
+    /// One-way service messages (`ServiceRef::send`, `broadcast`): run like a
+    /// call, the answer dropped. Anything else one-way is ignored.
+    fn handle_oneway(&self, peer: PeerInfo, message: Bytes) {
+        if !wire::is_api_request(&message) {
+            return;
+        }
+        let Ok(ApiRequest::Call(call)) = wire::decode_request(&message) else {
+            return;
+        };
+        let Some(host) = self.host.get().cloned() else {
+            return;
+        };
+        let caller = Caller {
+            addr: peer.addr,
+            hello: peer.hello,
+        };
+        tokio::spawn(async move {
+            if let ApiResponse::Failed(f) = host.handle(call, caller).await {
+                tracing::debug!(failure = %f, "one-way service message failed");
+            }
+        });
+    }
+
     fn handle(
         &self,
-        _peer: PeerInfo,
+        peer: PeerInfo,
         request: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, RemoteError>> {
+        if wire::is_api_request(&request) {
+            return self.api(peer, &request);
+        }
         let request = match postcard::from_bytes::<PeerRequest>(&request) {
             Ok(r) => r,
             Err(e) => {
@@ -184,6 +285,15 @@ async fn serve<N: Net>(
             let entry = handle.lock().get_entry(&key);
             reply(PeerResponse::Entry(entry))
         }
+        PeerRequest::QueryLocal { query, slots } => {
+            let handle = store
+                .table(&query.table)
+                .ok_or_else(|| unknown(&query.table))?;
+            let now = store.hlc().wall_ms();
+            let page = local_query(&handle, &query, &slots, now)
+                .map_err(|e| RemoteError(e.to_string()))?;
+            reply(PeerResponse::QueryPage(page))
+        }
         PeerRequest::ScanEntries {
             table,
             prefix,
@@ -193,12 +303,6 @@ async fn serve<N: Net>(
             let now = store.hlc().wall_ms();
             let page = local_scan(&handle, &prefix, limit, now, store.skew_margin_ms());
             reply(PeerResponse::ScanPage(page))
-        }
-        PeerRequest::Kv(kv) => {
-            let response = crate::kv::handle(replicator, kv)
-                .await
-                .map_err(RemoteError)?;
-            reply(PeerResponse::Kv(response))
         }
     }
 }

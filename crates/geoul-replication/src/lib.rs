@@ -10,10 +10,12 @@
 //! * `messages` — batch and read messages, and the `ReplicaLink` seam.
 
 pub mod batcher;
+mod fresh;
 pub mod local;
 pub mod messages;
 pub mod metrics;
 pub mod placement;
+pub mod query;
 pub mod replicator;
 pub mod scan;
 pub mod sync;

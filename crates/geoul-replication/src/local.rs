@@ -393,6 +393,7 @@ mod tests {
                 durability,
                 default_ttl: None,
                 max_entries: None,
+                indexes: Vec::new(),
             },
         }
     }

@@ -75,4 +75,13 @@ pub trait ReplicaLink: Send + Sync + 'static {
         request: crate::sync::SyncRequest,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<crate::sync::SyncResponse, LinkError>>;
+
+    /// Runs `query` on `to` over `slots` (its local top-k).
+    fn query(
+        &self,
+        to: SocketAddr,
+        query: geoul_query::Query,
+        slots: crate::query::SlotSet,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<crate::query::QueryPage, LinkError>>;
 }

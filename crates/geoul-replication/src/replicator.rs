@@ -151,6 +151,15 @@ pub enum ReadError {
         /// The deadline.
         timeout: Duration,
     },
+    /// No replica reached the version the caller has already seen before the
+    /// deadline (session guarantees: never answer from an older state).
+    #[error("no replica of the key reached version {floor:?} before {timeout:?}")]
+    Behind {
+        /// The version asked for.
+        floor: Version,
+        /// The deadline.
+        timeout: Duration,
+    },
 }
 
 /// The replicated write and read paths of one node.
@@ -191,6 +200,10 @@ impl<L: ReplicaLink> Replicator<L> {
         &self.store
     }
 
+    pub(crate) fn link(&self) -> &Arc<L> {
+        &self.link
+    }
+
     fn batcher(&self, addr: SocketAddr) -> PeerBatcher {
         let mut map = self.batchers.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(addr)
@@ -198,7 +211,7 @@ impl<L: ReplicaLink> Replicator<L> {
             .clone()
     }
 
-    fn replicas(&self, handle: &TableHandle, slot: Slot) -> Vec<Route> {
+    pub(crate) fn replicas(&self, handle: &TableHandle, slot: Slot) -> Vec<Route> {
         let placement = self.placement.borrow().clone();
         placement.routing_order(&handle.spec().name, slot)
     }
@@ -240,7 +253,12 @@ impl<L: ReplicaLink> Replicator<L> {
         out
     }
 
-    fn me(&self) -> String {
+    /// This node's name (as placement knows it).
+    pub fn placement_me(&self) -> String {
+        self.me()
+    }
+
+    pub(crate) fn me(&self) -> String {
         self.placement.borrow().me().to_string()
     }
 
@@ -378,6 +396,27 @@ impl<L: ReplicaLink> Replicator<L> {
         level: ReadLevel,
         timeout: Duration,
     ) -> Result<Option<Entry>, ReadError> {
+        self.read_stored(table, key, level, timeout)
+            .await
+            .map(|e| self.visible(e))
+    }
+
+    /// Drops an entry that is deleted or expired (minus the skew margin).
+    pub(crate) fn visible(&self, entry: Option<Entry>) -> Option<Entry> {
+        let now = self.store.hlc().wall_ms();
+        let margin = self.store.skew_margin_ms();
+        entry.filter(|e| e.visible_at(now, margin))
+    }
+
+    /// The stored entry of `key` (deletes and expired values included), for
+    /// version comparisons.
+    pub(crate) async fn read_stored(
+        &self,
+        table: &str,
+        key: Key,
+        level: ReadLevel,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, ReadError> {
         let handle = self
             .store
             .table(table)
@@ -386,9 +425,6 @@ impl<L: ReplicaLink> Replicator<L> {
             ReadLevel::One => self.read_one(&handle, key, timeout).await,
             ReadLevel::Quorum => self.read_quorum(&handle, key, timeout).await,
         };
-        let now = self.store.hlc().wall_ms();
-        let margin = self.store.skew_margin_ms();
-        let result = result.map(|e| e.filter(|e| e.visible_at(now, margin)));
         self.metrics
             .reads
             .get_or_create(&OpLabels {
@@ -456,7 +492,7 @@ impl<L: ReplicaLink> Replicator<L> {
         Some(entry.filter(|e| hlc.check(e.version.ts).is_ok()))
     }
 
-    async fn read_quorum(
+    pub(crate) async fn read_quorum(
         &self,
         handle: &TableHandle,
         key: Key,
@@ -514,7 +550,7 @@ impl<L: ReplicaLink> Replicator<L> {
 
     /// Sends the winning entry to answering replicas that had an older one (or
     /// none); best effort, the reply does not wait for it.
-    fn repair(&self, table: &str, winner: &Entry, answers: &[(Route, Option<Entry>)]) {
+    pub(crate) fn repair(&self, table: &str, winner: &Entry, answers: &[(Route, Option<Entry>)]) {
         let me = self.me();
         for (route, entry) in answers {
             let stale = entry.as_ref().is_none_or(|e| e.version < winner.version);

@@ -12,7 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use geoul_client::wire::{ApiRequest, ApiResponse};
 use geoul_membership::{MemberState, MembershipConfig, MembershipEvent, ServiceHealth, Snapshot};
+use geoul_node::kv::{KvRequest, KvResponse};
 use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_node::{Node, NodeParams};
 use geoul_store::Durability;
@@ -48,6 +50,18 @@ pub struct SimOptions {
     pub sync: SyncConfig,
     /// Options of the `kv` table (its durability comes from `kv_durability`).
     pub kv: geoul_store::TableOptions,
+    /// Services beyond `kv` and the table-less `sim`.
+    pub services: SimServices,
+}
+
+/// Optional services of a simulated node. Each table costs every node sync
+/// and anti-entropy work, so tests host only what they exercise.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimServices {
+    /// `sim` keeps its counters table and deduplicates idempotency keys.
+    pub counters: bool,
+    /// The indexed `docs` service (queries).
+    pub docs: bool,
 }
 
 impl Default for SimOptions {
@@ -65,6 +79,7 @@ impl Default for SimOptions {
                 ..SyncConfig::default()
             },
             kv: geoul_node::kv::default_options(),
+            services: SimServices::default(),
         }
     }
 }
@@ -78,7 +93,17 @@ enum HostCommand {
     SetHealth(String, ServiceHealth),
     /// A request over the authenticated TCP transport to `to`.
     Call(SocketAddr, PeerRequest, Reply),
+    /// A kv service call to `to`.
+    Kv(SocketAddr, KvRequest, KvReply),
+    /// A client request (service call, topology) to `to`.
+    Api(SocketAddr, ApiRequest, ApiReply),
 }
+
+/// Where a simulated client request's answer goes.
+pub type ApiReply = tokio::sync::oneshot::Sender<Result<ApiResponse, String>>;
+
+/// Where a simulated kv call's answer goes.
+pub type KvReply = tokio::sync::oneshot::Sender<Result<KvResponse, String>>;
 
 /// Where a simulated request's answer goes.
 pub type Reply = tokio::sync::oneshot::Sender<Result<PeerResponse, String>>;
@@ -160,6 +185,7 @@ impl<'a> SimCluster<'a> {
                 kv_durability: options.kv_durability,
                 sync: options.sync.clone(),
                 kv: options.kv.clone(),
+                services: options.services,
                 name: name.clone(),
                 peers: names.clone(),
                 secret: secret.clone(),
@@ -380,14 +406,74 @@ impl<'a> SimCluster<'a> {
         Ok(rx)
     }
 
-    /// Sends a request and runs the simulation until it is answered.
-    pub fn call(
+    /// Queues a kv call from `from` to `to` (served by `to`'s kv service).
+    pub fn submit_kv(
+        &self,
+        from: &str,
+        to: &str,
+        request: KvRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<KvResponse, String>>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let target = SocketAddr::new(self.sim.lookup(to), SIM_PORT);
+        let observed = lock(&self.observed);
+        let commands = observed
+            .commands
+            .get(from)
+            .ok_or_else(|| format!("{from} is not running"))?;
+        commands
+            .try_send(HostCommand::Kv(target, request, tx))
+            .map_err(|e| format!("{from} command queue: {e}"))?;
+        Ok(rx)
+    }
+
+    /// A kv call, running the simulation until it is answered.
+    pub fn call_kv(
         &mut self,
         from: &str,
         to: &str,
-        request: PeerRequest,
-    ) -> Result<PeerResponse, String> {
-        let mut rx = self.submit(from, to, request)?;
+        request: KvRequest,
+    ) -> Result<KvResponse, String> {
+        let rx = self.submit_kv(from, to, request)?;
+        self.wait_reply(rx)
+    }
+
+    /// Queues a client request from `from` to `to`.
+    pub fn submit_api(
+        &self,
+        from: &str,
+        to: &str,
+        request: ApiRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<ApiResponse, String>>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let target = SocketAddr::new(self.sim.lookup(to), SIM_PORT);
+        let observed = lock(&self.observed);
+        let commands = observed
+            .commands
+            .get(from)
+            .ok_or_else(|| format!("{from} is not running"))?;
+        commands
+            .try_send(HostCommand::Api(target, request, tx))
+            .map_err(|e| format!("{from} command queue: {e}"))?;
+        Ok(rx)
+    }
+
+    /// A client request, running the simulation until it is answered.
+    pub fn call_api(
+        &mut self,
+        from: &str,
+        to: &str,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, String> {
+        let rx = self.submit_api(from, to, request)?;
+        self.wait_reply(rx)
+    }
+
+    /// Runs the simulation until `rx` is answered (or twice the request
+    /// timeout passed).
+    pub fn wait_reply<T>(
+        &mut self,
+        mut rx: tokio::sync::oneshot::Receiver<Result<T, String>>,
+    ) -> Result<T, String> {
         let limit = self.sim.elapsed() + PING_TIMEOUT * 2;
         while self.sim.elapsed() < limit {
             self.run_for(Duration::from_millis(5))?;
@@ -398,6 +484,17 @@ impl<'a> SimCluster<'a> {
             }
         }
         Err("request did not complete".to_string())
+    }
+
+    /// Sends a request and runs the simulation until it is answered.
+    pub fn call(
+        &mut self,
+        from: &str,
+        to: &str,
+        request: PeerRequest,
+    ) -> Result<PeerResponse, String> {
+        let rx = self.submit(from, to, request)?;
+        self.wait_reply(rx)
     }
 
     /// Sends a `Ping` from `from` to `to` over the transport and runs the
@@ -479,6 +576,7 @@ struct HostSpec {
     kv_durability: Durability,
     sync: SyncConfig,
     kv: geoul_store::TableOptions,
+    services: SimServices,
     peers: Vec<String>,
     secret: ClusterSecret,
     membership: MembershipConfig,
@@ -512,17 +610,31 @@ impl HostSpec {
             advertise,
             admin: None,
             seeds,
-            services: vec!["sim".to_string(), geoul_node::kv::KV.to_string()],
+            services: vec![
+                geoul_service::hosted(crate::echo::EchoService {
+                    counters: self.services.counters,
+                }),
+                geoul_service::hosted(
+                    geoul_node::kv::KvService::new(geoul_store::TableOptions {
+                        durability: self.kv_durability,
+                        ..self.kv.clone()
+                    })
+                    .without_dedup(),
+                ),
+            ]
+            .into_iter()
+            .chain(
+                self.services
+                    .docs
+                    .then(|| geoul_service::hosted(crate::docs::DocsService)),
+            )
+            .collect(),
             membership: self.membership.clone(),
             generation,
             rng_seed: self.rng_seed.wrapping_add(generation << 32),
             clock: crate::clock::SimClock::new(self.skew_ms),
             tables_dir: self.tables_dir.clone(),
             sync: geoul_storage::SyncPolicy::EveryBatch,
-            kv: geoul_store::TableOptions {
-                durability: self.kv_durability,
-                ..self.kv.clone()
-            },
             skew_margin: Duration::from_millis(200),
             sync_config: self.sync.clone(),
         };
@@ -560,6 +672,37 @@ impl HostSpec {
                                         PeerResponse::decode(&bytes).map_err(|e| e.to_string())
                                     }),
                                 Err(e) => Err(e.to_string()),
+                            };
+                            let _ = reply.send(result);
+                        });
+                    }
+                    HostCommand::Api(to, request, reply) => {
+                        let transport = node.transport().clone();
+                        tokio::spawn(async move {
+                            let result = match geoul_client::wire::encode_request(&request) {
+                                Ok(payload) => transport
+                                    .request(to, payload, PING_TIMEOUT)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|bytes| {
+                                        geoul_client::wire::decode_response(&bytes)
+                                            .map_err(|e| e.to_string())
+                                    }),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            let _ = reply.send(result);
+                        });
+                    }
+                    HostCommand::Kv(to, request, reply) => {
+                        let transport = node.transport().clone();
+                        tokio::spawn(async move {
+                            let result = match geoul_node::kv::encode_call(&request) {
+                                Ok(payload) => transport
+                                    .request(to, payload, PING_TIMEOUT)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|bytes| geoul_node::kv::decode_reply(&bytes)),
+                                Err(e) => Err(e),
                             };
                             let _ = reply.send(result);
                         });

@@ -10,9 +10,11 @@
 pub mod checks;
 pub mod clock;
 pub mod cluster;
+pub mod docs;
+pub mod echo;
 pub mod net;
 
-pub use cluster::{SimCluster, SimOptions};
+pub use cluster::{SimCluster, SimOptions, SimServices};
 
 /// Seeds per test when `GEOUL_SIM_SEEDS` is unset: sized for CI on 2 cores.
 pub const DEFAULT_SEEDS: u64 = 50;
@@ -37,6 +39,28 @@ pub fn seeds(default_count: u64) -> Vec<u64> {
 /// that reproduces it.
 pub fn check_seeds(test: &str, default_count: u64, scenario: impl Fn(u64) -> Result<(), String>) {
     for seed in seeds(default_count) {
+        if let Err(e) = scenario(seed) {
+            panic!(
+                "{test} failed with seed {seed}: {e}\nreproduce: GEOUL_SIM_SEED={seed} cargo test -p geoul-sim {test}"
+            );
+        }
+    }
+}
+
+/// Like [`check_seeds`], for the seeds of `seeds(default_count)` that fall in
+/// `share` of `shares` (`seed % shares == share`): one scenario split over
+/// several `#[test]`s, which the test harness runs on parallel threads.
+pub fn check_seed_share(
+    test: &str,
+    default_count: u64,
+    (share, shares): (u64, u64),
+    scenario: impl Fn(u64) -> Result<(), String>,
+) {
+    let single = std::env::var("GEOUL_SIM_SEED").is_ok();
+    for seed in seeds(default_count) {
+        if !single && seed % shares.max(1) != share {
+            continue;
+        }
         if let Err(e) = scenario(seed) {
             panic!(
                 "{test} failed with seed {seed}: {e}\nreproduce: GEOUL_SIM_SEED={seed} cargo test -p geoul-sim {test}"

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use geoul_node::kv::{KvRequest, KvResponse};
-use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_placement::{replicas, slot_of, Replication};
 use geoul_replication::ReadLevel;
 use geoul_sim::checks::replica_difference;
@@ -19,22 +18,22 @@ use rand::{Rng, SeedableRng};
 const SEEDS: u64 = 20;
 const KEYS: usize = 200;
 
-fn set(key: &str, value: &str) -> PeerRequest {
-    PeerRequest::Kv(KvRequest::Set {
+fn set(key: &str, value: &str) -> KvRequest {
+    KvRequest::Set {
         key: key.as_bytes().to_vec(),
         value: value.to_string(),
         ttl_ms: None,
         ack: Some(Ack::One),
         timeout_ms: 1_000,
-    })
+    }
 }
 
-fn get(key: &str) -> PeerRequest {
-    PeerRequest::Kv(KvRequest::Get {
+fn get(key: &str) -> KvRequest {
+    KvRequest::Get {
         key: key.as_bytes().to_vec(),
         level: ReadLevel::One,
         timeout_ms: 1_000,
-    })
+    }
 }
 
 fn scenario(seed: u64) -> Result<(), String> {
@@ -62,8 +61,8 @@ fn scenario(seed: u64) -> Result<(), String> {
     let keys: Vec<String> = (0..KEYS).map(|i| format!("h{i}")).collect();
     for key in &keys {
         let from = &running[rng.random_range(0..running.len())];
-        match c.call(from, from, set(key, &format!("v-{key}")))? {
-            PeerResponse::Kv(KvResponse::Written { .. }) => {}
+        match c.call_kv(from, from, set(key, &format!("v-{key}")))? {
+            KvResponse::Written { .. } => {}
             other => return Err(format!("write of {key} failed: {other:?}")),
         }
     }
@@ -93,7 +92,7 @@ fn scenario(seed: u64) -> Result<(), String> {
         for _ in 0..3 {
             let key = moving[rng.random_range(0..moving.len())];
             let from = &running[rng.random_range(0..running.len())];
-            let answer = match c.call(from, from, get(key)) {
+            let answer = match c.call_kv(from, from, get(key)) {
                 // The harness cannot reach a node still starting: not a read.
                 Err(e) if e.contains("is not running") => continue,
                 Err(e) => {
@@ -104,7 +103,7 @@ fn scenario(seed: u64) -> Result<(), String> {
                 Ok(answer) => answer,
             };
             match answer {
-                PeerResponse::Kv(KvResponse::Value(Some(v))) if v.value == format!("v-{key}") => {}
+                KvResponse::Value(Some(v)) if v.value == format!("v-{key}") => {}
                 other => {
                     return Err(format!(
                     "step {step}: reading {key} via {from} during the handoff gave {other:?}\n{}",

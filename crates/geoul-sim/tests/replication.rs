@@ -5,19 +5,18 @@
 use std::time::Duration;
 
 use geoul_node::kv::{KvRequest, KvResponse};
-use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_placement::{replicas, slot_of, Replication};
 use geoul_sim::{check_seeds, SimCluster, SimOptions};
 use geoul_store::Ack;
 
-fn set(key: &str, value: &str) -> PeerRequest {
-    PeerRequest::Kv(KvRequest::Set {
+fn set(key: &str, value: &str) -> KvRequest {
+    KvRequest::Set {
         key: key.as_bytes().to_vec(),
         value: value.to_string(),
         ttl_ms: None,
         ack: Some(Ack::Quorum),
         timeout_ms: 1_000,
-    })
+    }
 }
 
 /// A node whose clock runs far ahead cannot make its writes win: replicas refuse
@@ -38,24 +37,24 @@ fn a_clock_far_ahead_cannot_win_writes() {
             let key = format!("skew{i}");
             let holders = replicas(slot_of(key.as_bytes()), &names, Replication::Factor(3))
                 .map_err(|e| e.to_string())?;
-            if let Ok(PeerResponse::Kv(KvResponse::Written { .. })) =
-                c.call("node-5", "node-5", set(&key, "from the future"))
+            if let Ok(KvResponse::Written { .. }) =
+                c.call_kv("node-5", "node-5", set(&key, "from the future"))
             {
                 return Err(format!(
                     "a write from a clock 60 s ahead was acknowledged ({key}, replicas {holders:?})"
                 ));
             }
-            match c.call("node-1", "node-1", set(&key, "now"))? {
-                PeerResponse::Kv(KvResponse::Written { .. }) => {}
+            match c.call_kv("node-1", "node-1", set(&key, "now"))? {
+                KvResponse::Written { .. } => {}
                 other => return Err(format!("a normal write failed: {other:?}")),
             }
-            let read = PeerRequest::Kv(KvRequest::Get {
+            let read = KvRequest::Get {
                 key: key.as_bytes().to_vec(),
                 level: geoul_replication::ReadLevel::Quorum,
                 timeout_ms: 1_000,
-            });
-            match c.call("node-2", "node-2", read)? {
-                PeerResponse::Kv(KvResponse::Value(Some(v))) if v.value == "now" => {}
+            };
+            match c.call_kv("node-2", "node-2", read)? {
+                KvResponse::Value(Some(v)) if v.value == "now" => {}
                 other => return Err(format!("{key}: expected the normal write, got {other:?}")),
             }
         }

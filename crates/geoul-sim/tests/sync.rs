@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use geoul_node::kv::{KvRequest, KvResponse};
-use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_placement::{replicas, slot_of, Replication};
 use geoul_sim::checks::{read_entry, replica_difference};
 use geoul_sim::{check_seeds, SimCluster, SimOptions};
@@ -35,7 +34,7 @@ const AE_PERIOD: Duration = Duration::from_millis(500);
 /// (contract line 3). Measured over 100 seeds: at most 4.
 const AE_PERIODS_MAX: u32 = 10;
 
-type Pending = oneshot::Receiver<Result<PeerResponse, String>>;
+type Pending = oneshot::Receiver<Result<KvResponse, String>>;
 
 /// Per key: the latest acknowledged version and whether it is a value without
 /// expiry (one a reader must find).
@@ -54,9 +53,9 @@ struct Acked {
     version: (u64, u64),
 }
 
-fn request(op: &Op) -> PeerRequest {
+fn request(op: &Op) -> KvRequest {
     let key = op.key.as_bytes().to_vec();
-    PeerRequest::Kv(match &op.value {
+    match &op.value {
         Some(value) => KvRequest::Set {
             key,
             value: value.clone(),
@@ -69,7 +68,7 @@ fn request(op: &Op) -> PeerRequest {
             ack: Some(Ack::Quorum),
             timeout_ms: 1_000,
         },
-    })
+    }
 }
 
 fn pick(rng: &mut StdRng, from: &[String]) -> String {
@@ -78,9 +77,9 @@ fn pick(rng: &mut StdRng, from: &[String]) -> String {
 
 fn collect(pending: &mut Vec<(Op, Pending)>, acked: &mut Vec<Acked>) {
     pending.retain_mut(|(op, rx)| match rx.try_recv() {
-        Ok(Ok(PeerResponse::Kv(KvResponse::Written {
+        Ok(Ok(KvResponse::Written {
             version, origin, ..
-        }))) => {
+        })) => {
             acked.push(Acked {
                 op: op.clone(),
                 version: (version, origin),
@@ -163,7 +162,7 @@ fn scenario(seed: u64) -> Result<(), String> {
                     ttl_ms: None,
                 },
             };
-            if let Ok(rx) = c.submit(&from, &from, request(&op)) {
+            if let Ok(rx) = c.submit_kv(&from, &from, request(&op)) {
                 pending.push((op, rx));
             }
         }

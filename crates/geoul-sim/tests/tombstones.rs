@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use geoul_node::kv::{KvRequest, KvResponse};
-use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_placement::{replicas, slot_of, Replication};
 use geoul_replication::sync::SyncConfig;
 use geoul_replication::ReadLevel;
@@ -18,7 +17,7 @@ const GRACE: Duration = Duration::from_secs(6);
 
 fn write(c: &mut SimCluster<'_>, via: &str, key: &str, value: Option<&str>) -> Result<(), String> {
     let key_bytes = key.as_bytes().to_vec();
-    let request = PeerRequest::Kv(match value {
+    let request = match value {
         Some(v) => KvRequest::Set {
             key: key_bytes,
             value: v.to_string(),
@@ -31,9 +30,9 @@ fn write(c: &mut SimCluster<'_>, via: &str, key: &str, value: Option<&str>) -> R
             ack: Some(Ack::Quorum),
             timeout_ms: 2_000,
         },
-    });
-    match c.call(via, via, request)? {
-        PeerResponse::Kv(KvResponse::Written { .. }) => Ok(()),
+    };
+    match c.call_kv(via, via, request)? {
+        KvResponse::Written { .. } => Ok(()),
         other => Err(format!("writing {key} via {via}: {other:?}")),
     }
 }
@@ -77,13 +76,13 @@ fn stay_deleted(c: &mut SimCluster<'_>, names: &[String], keys: &[String]) -> Re
                 }
             }
         }
-        let get = PeerRequest::Kv(KvRequest::Get {
+        let get = KvRequest::Get {
             key: key.as_bytes().to_vec(),
             level: ReadLevel::Quorum,
             timeout_ms: 2_000,
-        });
-        match c.call("node-1", "node-1", get)? {
-            PeerResponse::Kv(KvResponse::Value(None)) => {}
+        };
+        match c.call_kv("node-1", "node-1", get)? {
+            KvResponse::Value(None) => {}
             other => return Err(format!("quorum read of deleted {key}: {other:?}")),
         }
     }

@@ -5,23 +5,32 @@
 //! * `entry` — keys, versions (last-writer-wins), entries and their digest hash;
 //! * `options` — what a service declares about a table;
 //! * `order` — the one total order over field values (indexes, queries, sorting);
+//! * `index` — secondary indexes: per indexed field, an ordered set of
+//!   `(value, key)`; what one change does to it, and range iteration;
 //! * `table` — one table's local copy: apply, read-time expiry, sweeper, per-slot
-//!   digests.
+//!   digests, and index maintenance on every change;
+//! * `table_index` — the read side of a table's indexes (ranges in value order,
+//!   sizes);
+//! * `table_sync` — what sync needs: sub-bucket digests, paging, dropping a
+//!   slot, tombstone GC.
 //!
 //! Architecture invariant: no IO, no async, no clock reads except through
 //! [`hlc::Clock`]; replication and durability are layered on top.
 
 pub mod entry;
 pub mod hlc;
+pub mod index;
 pub mod options;
 pub mod order;
 pub mod table;
+pub mod table_index;
 pub mod table_sync;
 pub mod value;
 
 pub use entry::{Entry, Key, KeyError, Origin, Version, KEY_BYTES_MAX};
 pub use hlc::{Clock, ClockSkewError, Hlc, ManualClock, SystemClock, Timestamp};
-pub use options::{Ack, Durability, Replication, SpecError, TableOptions, TableSpec};
+pub use index::IndexKeys;
+pub use options::{Ack, Durability, Replication, SpecError, TableOptions, TableSpec, INDEXES_MAX};
 pub use order::{compare_values, values_equal, OrdValue};
 pub use table::{Applied, SweepStats, Table, TableStats, Ttl, Visible};
 pub use table_sync::{

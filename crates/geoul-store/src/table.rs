@@ -2,9 +2,10 @@
 //! read-time expiry, a bounded sweeper, and a digest per slot kept up to date on
 //! every change.
 //!
-//! Owns: the in-memory state of a table on one node. Does not own: deciding
-//! versions (the write path does, with the HLC), replication, or disk (the caller
-//! persists what [`Table::apply`] reports as changed).
+//! Owns: the in-memory state of a table on one node, including keeping its
+//! secondary indexes (`index`) in step with every change. Does not own:
+//! deciding versions (the write path does, with the HLC), replication, or disk
+//! (the caller persists what [`Table::apply`] reports as changed).
 //!
 //! Expiry: an entry is visible while `now + skew_margin < expires_at`, so it is
 //! never returned after its expiry minus the margin (DESIGN.md §4 line 5). Once
@@ -20,6 +21,7 @@ use std::time::Duration;
 use geoul_placement::{slot_of, Slot, SLOT_COUNT};
 
 use crate::entry::{digest_hash, Entry, Key, Version};
+use crate::index::Indexes;
 use crate::options::TableSpec;
 use crate::value::EncodedDoc;
 
@@ -99,6 +101,18 @@ pub struct TableStats {
     pub bytes: u64,
 }
 
+impl TableStats {
+    /// Forgets `old`, stored under `key`, from the counts.
+    pub(crate) fn uncount(&mut self, old: &Stored, key: &Key) {
+        self.bytes = self.bytes.saturating_sub(old.bytes(key));
+        if old.value.is_some() {
+            self.values = self.values.saturating_sub(1);
+        } else {
+            self.markers = self.markers.saturating_sub(1);
+        }
+    }
+}
+
 /// What one sweeper pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepStats {
@@ -126,7 +140,8 @@ pub struct Table {
     spec: TableSpec,
     skew_margin_ms: u64,
     slots: Box<[SlotData]>,
-    stats: TableStats,
+    pub(crate) indexes: Indexes,
+    pub(crate) stats: TableStats,
     sweep_cursor: u16,
     gc_cursor: u16,
 }
@@ -135,12 +150,13 @@ impl Table {
     /// An empty table. `skew_margin` is the clock-skew allowance used for expiry.
     pub fn new(spec: TableSpec, skew_margin: Duration) -> Self {
         Self {
-            spec,
             skew_margin_ms: u64::try_from(skew_margin.as_millis()).unwrap_or(u64::MAX),
             slots: (0..SLOT_COUNT).map(|_| SlotData::default()).collect(),
+            indexes: Indexes::new(&spec.options.indexes),
             stats: TableStats::default(),
             sweep_cursor: 0,
             gc_cursor: 0,
+            spec,
         }
     }
 
@@ -175,24 +191,26 @@ impl Table {
         let new_hash = digest_hash(&entry.key, new.version, new.expires(), new.is_delete());
         let new_bytes = new.bytes(&entry.key);
         let new_is_value = new.value.is_some();
-        let data = self.slot_mut(slot);
-        let (outcome, old) = match data.entries.get_mut(&entry.key) {
+        // Through the field, not `slot_mut`: the stored entry stays borrowed
+        // while the stats and the indexes (other fields) change.
+        let data = &mut self.slots[usize::from(slot.get())];
+        let (outcome, old, stored) = match data.entries.get_mut(&entry.key) {
             Some(old) if old.version >= new.version => return Applied::Stale,
             Some(old) => {
                 let previous = old.version;
                 let replaced = std::mem::replace(old, new);
-                (Applied::Replaced { previous }, Some(replaced))
+                (Applied::Replaced { previous }, Some(replaced), &*old)
             }
             None => {
-                data.entries.insert(entry.key.clone(), new);
-                (Applied::Inserted, None)
+                let stored = data.entries.entry(entry.key.clone()).or_insert(new);
+                (Applied::Inserted, None, &*stored)
             }
         };
         data.digest = data.digest.wrapping_add(new_hash);
         if let Some(old) = &old {
             let old_hash = digest_hash(&entry.key, old.version, old.expires(), old.is_delete());
             data.digest = data.digest.wrapping_sub(old_hash);
-            self.uncount(old, &entry.key);
+            self.stats.uncount(old, &entry.key);
         }
         self.stats.bytes += new_bytes;
         if new_is_value {
@@ -200,16 +218,13 @@ impl Table {
         } else {
             self.stats.markers += 1;
         }
-        outcome
-    }
-
-    pub(crate) fn uncount(&mut self, old: &Stored, key: &Key) {
-        self.stats.bytes = self.stats.bytes.saturating_sub(old.bytes(key));
-        if old.value.is_some() {
-            self.stats.values = self.stats.values.saturating_sub(1);
-        } else {
-            self.stats.markers = self.stats.markers.saturating_sub(1);
+        // Tables without indexes never read a field.
+        if !self.indexes.is_empty() {
+            let old_value = old.as_ref().and_then(|o| o.value.as_ref());
+            self.indexes
+                .update(&entry.key, old_value, stored.value.as_ref());
         }
+        outcome
     }
 
     fn visible(&self, stored: &Stored, now_ms: u64) -> bool {
@@ -302,6 +317,12 @@ impl Table {
         })
     }
 
+    /// Keys stored in `slot` (values and markers; check visibility with
+    /// [`Table::get`]), in no particular order, without copying.
+    pub fn slot_keys(&self, slot: Slot) -> impl Iterator<Item = &Key> + '_ {
+        self.slot(slot).entries.keys()
+    }
+
     /// Number of stored entries in a slot.
     pub fn slot_len(&self, slot: Slot) -> usize {
         self.slot(slot).entries.len()
@@ -341,14 +362,15 @@ impl Table {
             let mut expired = 0u64;
             let data = &mut self.slots[index];
             stats.examined += data.entries.len() as u64;
-            for stored in data.entries.values_mut() {
+            for (key, stored) in data.entries.iter_mut() {
                 if stored.value.is_some()
                     && stored.expires_at_ms != 0
                     && stored.expires_at_ms <= horizon
                 {
-                    freed_bytes += stored.value.as_ref().map_or(0, EncodedDoc::len) as u64;
                     // The marker hashes like the entry did: the digest is unchanged.
-                    stored.value = None;
+                    let value = stored.value.take();
+                    freed_bytes += value.as_ref().map_or(0, EncodedDoc::len) as u64;
+                    self.indexes.remove(key, value.as_ref());
                     expired += 1;
                 }
             }

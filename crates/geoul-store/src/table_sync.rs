@@ -213,7 +213,8 @@ impl Table {
         let data = std::mem::take(self.slot_mut(slot));
         let mut keys = Vec::with_capacity(data.entries.len());
         for (key, stored) in data.entries {
-            self.uncount(&stored, &key);
+            self.stats.uncount(&stored, &key);
+            self.indexes.remove(&key, stored.value.as_ref());
             keys.push(key);
         }
         keys
@@ -241,7 +242,11 @@ impl Table {
                 let data = self.slot_mut(slot);
                 if let Some(stored) = data.entries.remove(&key) {
                     data.digest = data.digest.wrapping_sub(stored.hash(&key));
-                    self.uncount(&stored, &key);
+                    self.stats.uncount(&stored, &key);
+                    // Only markers are collectable and markers are never
+                    // indexed, so this finds nothing to remove; it is here so
+                    // that GC stays correct if that rule ever changes.
+                    self.indexes.remove(&key, stored.value.as_ref());
                     stats.collected.push(key);
                 }
             }
@@ -270,6 +275,7 @@ mod tests {
                     durability: Durability::Memory,
                     default_ttl: None,
                     max_entries: None,
+                    indexes: Vec::new(),
                 },
             },
             Duration::ZERO,

@@ -1,9 +1,12 @@
 //! Documents: the values stored in tables, as typed fields that later layers index.
 //!
 //! Owns: [`Value`], [`Document`], their bounds and their compact encoded form
-//! ([`EncodedDoc`]), which is what tables keep in memory, persist and replicate.
-//! Does not own: indexing or queries (later layers decode fields on demand).
+//! ([`EncodedDoc`]), which is what tables keep in memory, persist and replicate,
+//! including reading one field straight from that form ([`EncodedDoc::field`]).
+//! Does not own: indexing or queries (`index` and later layers read fields on
+//! demand).
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use bytes::Bytes;
@@ -93,7 +96,8 @@ pub struct Document {
     fields: Vec<(String, Value)>,
 }
 
-fn valid_field_name(name: &str) -> bool {
+/// Whether `name` is a valid field name: 1-64 of `[A-Za-z0-9_.-]`.
+pub(crate) fn valid_field_name(name: &str) -> bool {
     let ok = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
     !name.is_empty() && name.len() <= FIELD_NAME_BYTES_MAX && name.chars().all(ok)
 }
@@ -214,6 +218,25 @@ impl EncodedDoc {
         Ok(doc)
     }
 
+    /// The field `name`, if present, read from the encoding without decoding
+    /// the other fields: the fields before it are skipped, the walk stops at the
+    /// first name after it (fields are sorted), and only this value is decoded.
+    /// Indexes read one field per write, where decoding a whole document would
+    /// allocate every string and byte field it holds.
+    pub fn field(&self, name: &str) -> Result<Option<Value>, DocError> {
+        let mut reader = Reader(&self.0);
+        let count = reader.varint()?;
+        for _ in 0..count {
+            let field = reader.take_prefixed()?;
+            match field.cmp(name.as_bytes()) {
+                Ordering::Less => reader.skip_value()?,
+                Ordering::Equal => return reader.value().map(Some),
+                Ordering::Greater => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -230,6 +253,84 @@ impl EncodedDoc {
     }
 }
 
+/// Postcard's variant indexes of [`Value`] (declaration order); a test pins
+/// them against what postcard writes.
+mod tag {
+    pub(super) const STR: u64 = 0;
+    pub(super) const INT: u64 = 1;
+    pub(super) const FLOAT: u64 = 2;
+    pub(super) const BOOL: u64 = 3;
+    pub(super) const BYTES: u64 = 4;
+}
+
+/// Longest LEB128 varint postcard writes (a u64 or zigzagged i64).
+const VARINT_BYTES_MAX: usize = 10;
+
+/// A cursor over a postcard-encoded document (`Vec<(String, Value)>`). Every
+/// read is bounds-checked: the bytes were validated when the document was
+/// built, but a malformed input must still give an error, never a panic.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn malformed(what: &str) -> DocError {
+        DocError::Malformed(format!("{what} while reading a field"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DocError> {
+        if n > self.0.len() {
+            return Err(Self::malformed("unexpected end"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, DocError> {
+        let (&byte, rest) = self
+            .0
+            .split_first()
+            .ok_or_else(|| Self::malformed("unexpected end"))?;
+        self.0 = rest;
+        Ok(byte)
+    }
+
+    fn varint(&mut self) -> Result<u64, DocError> {
+        let mut value = 0u64;
+        for i in 0..VARINT_BYTES_MAX {
+            let byte = self.byte()?;
+            // At most 7 × 9 = 63: the shift cannot overflow. Bits past 64 of a
+            // non-canonical varint are dropped; the length checks catch it.
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Self::malformed("overlong varint"))
+    }
+
+    fn take_prefixed(&mut self) -> Result<&'a [u8], DocError> {
+        let len = usize::try_from(self.varint()?).map_err(|_| Self::malformed("huge length"))?;
+        self.take(len)
+    }
+
+    fn skip_value(&mut self) -> Result<(), DocError> {
+        match self.varint()? {
+            tag::STR | tag::BYTES => self.take_prefixed().map(drop),
+            tag::INT => self.varint().map(drop),
+            tag::FLOAT => self.take(8).map(drop),
+            tag::BOOL => self.byte().map(drop),
+            _ => Err(Self::malformed("unknown value type")),
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, DocError> {
+        let (value, rest) =
+            postcard::take_from_bytes(self.0).map_err(|e| DocError::Malformed(e.to_string()))?;
+        self.0 = rest;
+        Ok(value)
+    }
+}
+
 impl fmt::Debug for EncodedDoc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.decode() {
@@ -242,6 +343,7 @@ impl fmt::Debug for EncodedDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn round_trips_sorted_and_finds_fields() {
@@ -280,5 +382,67 @@ mod tests {
             .expect("fields fine");
         assert!(matches!(big.encode(), Err(DocError::TooLarge { .. })));
         assert!(EncodedDoc::from_bytes(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn value_tags_are_what_postcard_writes() {
+        let cases = [
+            (Value::Str("s".into()), tag::STR),
+            (Value::Int(-1), tag::INT),
+            (Value::Float(1.5), tag::FLOAT),
+            (Value::Bool(true), tag::BOOL),
+            (Value::Bytes(vec![1, 2].into()), tag::BYTES),
+        ];
+        for (value, tag) in cases {
+            let bytes = postcard::to_stdvec(&value).expect("encodes");
+            assert_eq!(bytes.first().map(|b| u64::from(*b)), Some(tag), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn reading_a_field_of_malformed_bytes_is_an_error_not_a_panic() {
+        // Raw bytes: these never passed `from_bytes`.
+        let truncated = [
+            vec![],
+            vec![1],             // one field, then nothing
+            vec![1, 1, b'a'],    // name "a", no value
+            vec![1, 1, b'a', 2], // a float without its 8 bytes
+            vec![1, 1, b'a', 9], // unknown value type
+            vec![
+                2, 1, b'a', 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+            vec![1, 0xff, 0xff], // a name length running off the end
+        ];
+        for bytes in truncated {
+            let doc = EncodedDoc(bytes.clone().into_boxed_slice());
+            assert!(doc.field("b").is_err(), "{bytes:?}");
+        }
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            ".{0,20}".prop_map(Value::Str),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>()
+                .prop_filter("NaN is refused", |x| !x.is_nan())
+                .prop_map(Value::Float),
+            any::<bool>().prop_map(Value::Bool),
+            prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| Value::Bytes(b.into())),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn reading_one_field_agrees_with_decoding(
+            fields in prop::collection::btree_map("[a-e]{1,3}", arb_value(), 0..12),
+            probe in "[a-f]{1,3}",
+        ) {
+            let doc = Document::from_fields(fields.clone()).expect("valid");
+            let encoded = doc.encode().expect("encodes");
+            for name in fields.keys().map(String::as_str).chain([probe.as_str()]) {
+                let read = encoded.field(name).expect("readable");
+                prop_assert_eq!(read.as_ref(), doc.get(name), "{}", name);
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ fn table() -> Table {
                 durability: Durability::Memory,
                 default_ttl: None,
                 max_entries: None,
+                indexes: Vec::new(),
             },
         },
         MARGIN,

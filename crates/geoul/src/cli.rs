@@ -33,6 +33,35 @@ pub enum Command {
     /// Read and write the replicated key-value store (the `kv` service).
     #[command(after_help = KV_EXIT_CODES)]
     Kv(KvArgs),
+    /// Run a distributed query: 'TABLE [where FILTER] [order by F [asc|desc],…] [limit N]'.
+    #[command(after_help = QUERY_HELP)]
+    Query(QueryArgs),
+}
+
+/// What `geoul query --help` adds.
+const QUERY_HELP: &str = "Example: geoul query 'instances where mode = \"ranked\" and region = \"eu\" \
+and spectators < 50 order by rating desc limit 20'\n\
+Operators: = != < <= > >= in (..) not in (..), and, or, not, parentheses. Limit 1-10000 (default 100).\n\
+Exit codes: 0 ok (also for zero rows; a partial answer says PARTIAL, or \"partial\": true), \
+1 runtime failure, 2 usage error (a query that does not parse shows where).";
+
+/// `geoul query`.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The query text.
+    pub query: String,
+    /// Continue after this cursor (printed as "next page" by the previous page).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Deadline (e.g. 500ms, 2s; at most 60s); slots not answered by then are
+    /// reported as partial.
+    #[arg(long, default_value = "2s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Print JSON: {"entries": [...], "partial": bool, "missing_slots": [...], "next": ...}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Default)]

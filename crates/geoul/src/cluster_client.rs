@@ -7,14 +7,13 @@
 //! [`Failure`]s, and the duration syntax of client flags (`500ms`, `30s`, `1h30m`).
 //! Does not own: what requests mean (`kv_cmd`) or the wire (geoul-node's `rpc`).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use geoul_client::{CallError, Client, ClientOptions, ConnectError, ServiceRef};
 use geoul_node::config::SECRET_ENV;
-use geoul_node::kv::{KvRequest, KvResponse, KV_TIMEOUT_MAX};
-use geoul_node::rpc::{PeerRequest, PeerResponse};
-use geoul_transport::{Client, ClusterSecret, RequestError, TokioNet, TransportConfig};
+use geoul_node::kv::{KvRequest, KvResponse, KV, KV_TIMEOUT_MAX};
+use geoul_transport::{ClusterSecret, TransportConfig};
 
 use crate::cli::ClusterArgs;
 use crate::Failure;
@@ -34,17 +33,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Noise handshake timeout per address: one round trip plus key derivation.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How much longer than the server's deadline the client waits for the reply,
-/// so that the server's own verdict (e.g. `quorum not reached: ...`) arrives
-/// instead of a bare client-side timeout.
-pub const REPLY_GRACE: Duration = Duration::from_millis(500);
-
 /// The hello string clients send in the preamble (shown in node logs).
 const CLIENT_HELLO: &str = "cli";
 
-/// One authenticated connection to one node of the cluster.
+/// A connection to the cluster: learns the membership from the first
+/// reachable address and routes each request to the node that holds its key.
 pub struct ClusterClient {
-    client: Client<TokioNet>,
+    kv: ServiceRef,
 }
 
 impl ClusterClient {
@@ -56,97 +51,77 @@ impl ClusterClient {
         Self::connect_to(&targets, &secret).await
     }
 
-    /// Connects to the first of `targets` that accepts `secret`, trying each in
-    /// order; the error lists why each one failed.
+    /// Connects through `targets` (any one that answers with `secret` will do);
+    /// the error lists why each one failed.
     pub async fn connect_to(targets: &[String], secret: &ClusterSecret) -> Result<Self, Failure> {
-        let config = TransportConfig {
+        let client = connect_client(targets, secret).await?;
+        Ok(Self {
+            kv: client.service(KV),
+        })
+    }
+
+    /// Sends a kv request and waits for its answer (deadline: the request's).
+    pub async fn kv(&self, request: KvRequest) -> Result<KvResponse, Failure> {
+        geoul_node::kv::call(&self.kv, &request)
+            .await
+            .map_err(|e| Failure::Runtime(one_line(&call_error(e))))
+    }
+}
+
+/// Connects a [`Client`] through `targets`.
+pub async fn connect_client(targets: &[String], secret: &ClusterSecret) -> Result<Client, Failure> {
+    let options = ClientOptions {
+        transport: TransportConfig {
             hello: CLIENT_HELLO.into(),
             connect_timeout: CONNECT_TIMEOUT,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             ..TransportConfig::default()
-        };
-        let mut failures = Vec::new();
-        for target in targets {
-            let addrs = match tokio::net::lookup_host(target.as_str()).await {
-                Ok(addrs) => addrs.collect::<Vec<SocketAddr>>(),
-                Err(e) => {
-                    failures.push(format!("{target}: cannot resolve: {e}"));
-                    continue;
-                }
-            };
-            for addr in addrs {
-                match Client::connect(TokioNet, addr, secret, config.clone()).await {
-                    Ok(client) => return Ok(Self { client }),
-                    Err(RequestError::Auth) => failures.push(format!(
-                        "{addr} refused our cluster secret (is it another cluster's?)"
-                    )),
-                    Err(e @ RequestError::Unreachable { .. })
-                    | Err(e @ RequestError::Rejected { .. }) => failures.push(e.to_string()),
-                    Err(e) => failures.push(format!("{addr}: {e}")),
-                }
-            }
+        },
+    };
+    let mut seeds = Vec::new();
+    let mut failures = Vec::new();
+    for target in targets {
+        match tokio::net::lookup_host(target.as_str()).await {
+            Ok(addrs) => seeds.extend(addrs),
+            Err(e) => failures.push(format!("{target}: cannot resolve: {e}")),
         }
+    }
+    if seeds.is_empty() {
         if failures.is_empty() {
             failures.push("no address given".into());
         }
-        Err(Failure::Runtime(one_line(&format!(
+        return Err(Failure::Runtime(one_line(&format!(
             "cannot reach the cluster: {}",
             failures.join("; ")
-        ))))
+        ))));
     }
-
-    /// The node serving this client.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.client.peer_addr()
-    }
-
-    /// Sends a kv request and waits for its answer; `timeout` is the deadline the
-    /// request itself carries, the client waits [`REPLY_GRACE`] longer.
-    pub async fn kv(&self, request: KvRequest, timeout: Duration) -> Result<KvResponse, Failure> {
-        let payload = PeerRequest::Kv(request)
-            .encode()
-            .map_err(|e| Failure::Runtime(format!("encoding request: {e}")))?;
-        let addr = self.peer_addr();
-        let bytes = self
-            .client
-            .request(payload, timeout + REPLY_GRACE)
-            .await
-            .map_err(|e| Failure::Runtime(one_line(&request_error(addr, timeout, e))))?;
-        match PeerResponse::decode(&bytes) {
-            Ok(PeerResponse::Kv(response)) => Ok(response),
-            Ok(other) => Err(Failure::Runtime(format!(
-                "{addr} sent an unexpected reply: {}",
-                variant_name(&other)
-            ))),
-            Err(e) => Err(Failure::Runtime(format!("{addr} sent a bad reply: {e}"))),
-        }
-    }
+    Client::connect(&seeds, secret, options)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Unreachable(why) => {
+                failures.push(why);
+                Failure::Runtime(one_line(&format!(
+                    "cannot reach the cluster: {}",
+                    failures.join("; ")
+                )))
+            }
+            other => Failure::Runtime(one_line(&other.to_string())),
+        })
 }
 
-fn variant_name(response: &PeerResponse) -> &'static str {
-    match response {
-        PeerResponse::Pong { .. } => "Pong",
-        PeerResponse::Applied(_) => "Applied",
-        PeerResponse::Entry(_) => "Entry",
-        PeerResponse::ScanPage(_) => "ScanPage",
-        PeerResponse::Kv(_) => "Kv",
-        PeerResponse::Sync(_) => "Sync",
-    }
-}
-
-/// The reason a request failed, as one sentence.
-fn request_error(addr: SocketAddr, timeout: Duration, e: RequestError) -> String {
+/// A failed call as one sentence.
+fn call_error(e: CallError) -> String {
     match e {
-        RequestError::Remote(reason) => reason,
-        RequestError::Timeout => format!(
-            "no answer from {addr} within {}; the request may or may not have been applied",
-            format_duration(timeout + REPLY_GRACE)
+        CallError::Rejected { reason, .. } => reason,
+        CallError::Unavailable(reason) => reason,
+        CallError::Indeterminate(why) => {
+            format!("no answer ({why}); the request may or may not have been applied")
+        }
+        CallError::DeadlineExceeded(t) => format!(
+            "no answer within {}; the request may or may not have been applied",
+            format_duration(t)
         ),
-        RequestError::ConnectionClosed => format!(
-            "connection to {addr} closed while waiting; the request may or may not have been applied"
-        ),
-        RequestError::FrameTooLarge => "request is larger than the frame limit".into(),
-        other => format!("{addr}: {other}"),
+        other => other.to_string(),
     }
 }
 
@@ -160,7 +135,7 @@ pub fn one_line(text: &str) -> String {
 }
 
 /// The addresses to try, in order.
-fn targets(args: &ClusterArgs) -> Result<Vec<String>, Failure> {
+pub fn targets(args: &ClusterArgs) -> Result<Vec<String>, Failure> {
     let given: Vec<String> = match &args.cluster {
         Some(list) => list
             .iter()
@@ -200,7 +175,7 @@ fn check_host_port(target: &str) -> Result<(), &'static str> {
 
 /// The cluster secret: `--cluster-secret-file`, else `GEOUL_CLUSTER_SECRET`, else
 /// [`DEFAULT_SECRET_FILE`] if it exists. Anything wrong is a usage error.
-fn load_secret(args: &ClusterArgs) -> Result<ClusterSecret, Failure> {
+pub fn load_secret(args: &ClusterArgs) -> Result<ClusterSecret, Failure> {
     if let Some(path) = &args.cluster_secret_file {
         return load_secret_file(path, "--cluster-secret-file");
     }

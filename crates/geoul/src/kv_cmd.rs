@@ -29,7 +29,7 @@ pub fn run(args: KvArgs) -> Result<(), Failure> {
         .context("starting the async runtime")?;
     let response = runtime.block_on(async {
         let client = ClusterClient::connect(&args.cluster).await?;
-        client.kv(request, args.timeout).await
+        client.kv(request).await
     })?;
     let text = if args.json {
         let doc = to_json(&args.command, &response)?;

@@ -10,6 +10,7 @@ mod kv_cmd;
 mod local_cluster;
 mod logging;
 mod node_cmd;
+mod query_cmd;
 mod status_cmd;
 mod status_tables;
 mod up_cmd;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Kv(args) => kv_cmd::run(args),
+        cli::Command::Query(args) => query_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

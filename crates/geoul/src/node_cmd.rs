@@ -1,13 +1,9 @@
 //! `geoul node`: validate config, open the data dir, run until SIGTERM/SIGINT, leave.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Context;
 use geoul_node::config::{LogFormat, SecretSource, SECRET_ENV};
-use geoul_node::data_dir::DataDir;
-use geoul_node::{Node, NodeConfig, NodeParams, RawConfig};
-use geoul_transport::{ClusterSecret, TokioNet};
+use geoul_node::{NodeConfig, RawConfig};
+use geoul_transport::ClusterSecret;
 
 use crate::cli::NodeArgs;
 use crate::Failure;
@@ -69,52 +65,18 @@ pub fn run(args: NodeArgs) -> Result<(), Failure> {
 }
 
 async fn serve(config: NodeConfig, secret: ClusterSecret) -> anyhow::Result<()> {
-    let unix_seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let data_dir = DataDir::open(&config.data_dir, unix_seconds)?;
-    let admin_listener = tokio::net::TcpListener::bind(config.admin)
-        .await
-        .with_context(|| format!("admin: cannot bind {}", config.admin))?;
-    let params = NodeParams {
-        name: config.name.clone(),
-        bind: config.bind,
-        advertise: config.advertise,
-        admin: Some(config.admin),
-        seeds: config.seeds.clone(),
-        services: config.services.clone(),
-        membership: config.membership.clone(),
-        generation: data_dir.generation(),
-        rng_seed: rand::random(),
-        clock: Arc::new(geoul_store::SystemClock),
-        tables_dir: Some(data_dir.path().join(geoul_storage::TABLES_DIR_NAME)),
-        sync: config.sync,
-        kv: config.kv.clone(),
-        skew_margin: config.skew_margin,
-        sync_config: config.sync_config.clone(),
-    };
-    let node = Arc::new(Node::start(TokioNet, secret, params).await?);
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(geoul_node::admin::serve(
-        admin_listener,
-        node.clone(),
-        async move {
-            let _ = admin_stopped.await;
-        },
-    ));
-    tracing::info!(admin = %config.admin, data_dir = %data_dir.path().display(), "serving");
-    wait_for_stop_signal().await?;
-    tracing::info!("stop requested; leaving the cluster");
-    let _ = stop_admin.send(());
-    if let Ok(Err(e)) = admin_task.await {
-        tracing::warn!(error = %e, "admin server error");
-    }
-    match Arc::try_unwrap(node) {
-        Ok(node) => node.shutdown().await,
-        Err(_) => tracing::warn!("node still referenced at shutdown; exiting without leave"),
-    }
-    drop(data_dir);
+    let services = geoul_node::builtin::services(&config);
+    let (stopped, stop) = tokio::sync::oneshot::channel::<()>();
+    let signals = tokio::spawn(async move {
+        let outcome = wait_for_stop_signal().await;
+        let _ = stopped.send(());
+        outcome
+    });
+    geoul_node::daemon::serve(config, secret, services, async move {
+        let _ = stop.await;
+    })
+    .await?;
+    signals.abort();
     Ok(())
 }
 

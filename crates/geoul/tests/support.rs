@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use geoul_node::kv::{KvRequest, KvResponse};
-use geoul_node::rpc::{PeerRequest, PeerResponse};
 use geoul_node::StatusReport;
 use geoul_transport::{Client, ClusterSecret, TokioNet, TransportConfig};
 
@@ -433,11 +432,8 @@ pub async fn kv_client(addr: SocketAddr, secret: &ClusterSecret) -> Result<KvCli
 /// Sends one kv request over `c`; the server gets `t` as its deadline, the
 /// client waits one second longer.
 pub async fn kv_call(c: &KvClient, req: KvRequest, t: Duration) -> Result<KvResponse, String> {
-    let payload = PeerRequest::Kv(req).encode().map_err(|e| e.to_string())?;
+    let payload = geoul_node::kv::encode_call(&req)?;
     let reply = c.request(payload, t + Duration::from_secs(1)).await;
     let bytes = reply.map_err(|e| e.to_string())?;
-    match PeerResponse::decode(&bytes).map_err(|e| e.to_string())? {
-        PeerResponse::Kv(response) => Ok(response),
-        other => Err(format!("unexpected reply {other:?}")),
-    }
+    geoul_node::kv::decode_reply(&bytes)
 }

@@ -287,6 +287,7 @@ mod tests {
                 durability: Durability::Memory,
                 default_ttl: None,
                 max_entries: None,
+                indexes: Vec::new(),
             },
         };
         store.declare("svc", spec).expect("declare");

@@ -288,7 +288,7 @@ impl GeoulDriver {
             ack,
             timeout_ms: self.timeout_ms(),
         };
-        self.client.kv(request, self.timeout).await.map_err(failure)
+        self.client.kv(request).await.map_err(failure)
     }
 
     async fn written(&self, key: &str, ack: Ack) -> anyhow::Result<bool> {
@@ -310,12 +310,7 @@ impl Driver for GeoulDriver {
                     level: ReadLevel::One,
                     timeout_ms: self.timeout_ms(),
                 };
-                match self
-                    .client
-                    .kv(request, self.timeout)
-                    .await
-                    .map_err(failure)?
-                {
+                match self.client.kv(request).await.map_err(failure)? {
                     KvResponse::Value(v) => Ok(v.is_some()),
                     other => bail!("GET: unexpected answer {other:?}"),
                 }

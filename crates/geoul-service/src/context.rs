@@ -1,0 +1,400 @@
+//! What a handler works with: its tables, the caller, the deadline, and refs
+//! to other services.
+//!
+//! Owns: [`Context`], [`Record`], [`Written`], [`PutOptions`], [`StoreError`]
+//! and the [`StoreAccess`] seam the host fills in. Session floors are applied
+//! here: a read of an entry the caller's session has seen never returns an
+//! older version. Does not own: replication (behind `StoreAccess`) or
+//! dispatch (the host).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use geoul_client::wire::{Stamp, Touch, FLOORS_MAX};
+use geoul_client::{Backend, ServiceRef};
+use geoul_replication::ReadLevel;
+use geoul_store::{Ack, Document, Entry, Key, Origin, Timestamp, Version};
+use tokio::time::Instant;
+
+/// Why a table operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The service did not declare this table.
+    #[error("table {0:?} is not one of this service's tables")]
+    UnknownTable(String),
+    /// The key is empty or too long.
+    #[error("bad key: {0}")]
+    BadKey(String),
+    /// The document is invalid.
+    #[error("bad document: {0}")]
+    BadDocument(String),
+    /// The table is at its `max_entries`.
+    #[error("{0}")]
+    TableFull(String),
+    /// Replication could not complete (e.g. quorum not reached in time).
+    #[error("{0}")]
+    Unavailable(String),
+    /// No replica reached the version the caller's session has seen.
+    #[error("{0}")]
+    Behind(String),
+    /// The query is invalid.
+    #[error("bad query: {0}")]
+    BadQuery(String),
+}
+
+/// A write to run through the replicated store.
+#[derive(Clone, Debug)]
+pub struct WriteOp {
+    /// Table.
+    pub table: String,
+    /// Key.
+    pub key: Key,
+    /// New document, `None` deletes.
+    pub value: Option<Document>,
+    /// Expiry from now (the table's default if `None`).
+    pub ttl: Option<Duration>,
+    /// Ack level (the table's default if `None`).
+    pub ack: Option<Ack>,
+    /// Deadline.
+    pub timeout: Duration,
+}
+
+/// The replicated store as handlers reach it (implemented over the node's
+/// replicator; a seam so the framework does not depend on the transport).
+pub trait StoreAccess: Send + Sync + 'static {
+    /// A read that never returns a version older than `floor`.
+    fn read(
+        &self,
+        table: &str,
+        key: Key,
+        level: ReadLevel,
+        floor: Option<Version>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Option<Entry>, StoreError>>;
+    /// A write; returns the version it got.
+    fn write(&self, op: WriteOp) -> BoxFuture<'static, Result<Written, StoreError>>;
+    /// Moves this node's clock past `ts` (a version the caller has seen), so
+    /// later writes here are newer; refuses timestamps too far ahead.
+    fn observe(&self, ts: u64);
+    /// Current wall time, Unix ms (the store's clock).
+    fn now_ms(&self) -> u64;
+    /// Current HLC timestamp (raw).
+    fn hlc_now(&self) -> u64;
+    /// The clock-skew allowance used for expiry, ms.
+    fn skew_margin_ms(&self) -> u64;
+    /// Visible entries whose key starts with `prefix`, from every host, in
+    /// key order (`partial` when some slot could not be answered).
+    fn scan(
+        &self,
+        table: &str,
+        prefix: Vec<u8>,
+        limit: u32,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(Vec<Entry>, bool), StoreError>>;
+    /// A distributed query.
+    fn query(
+        &self,
+        query: geoul_query::Query,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<geoul_client::QueryAnswer, StoreError>>;
+}
+
+/// The result of a prefix scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scanned {
+    /// Records in key order.
+    pub records: Vec<Record>,
+    /// Some slot could not be answered: records may be missing (never
+    /// silently).
+    pub partial: bool,
+}
+
+/// An entry read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Its key.
+    pub key: Vec<u8>,
+    /// Its document.
+    pub doc: Document,
+    /// Its version.
+    pub version: Stamp,
+    /// When it expires, Unix ms.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A completed write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The version it got.
+    pub version: Stamp,
+    /// Replicas that acknowledged.
+    pub acked: usize,
+    /// Replicas of the slot.
+    pub replicas: usize,
+}
+
+/// Options of one write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PutOptions {
+    /// Expiry from now (the table's default if `None`).
+    pub ttl: Option<Duration>,
+    /// Ack level (the table's default if `None`).
+    pub ack: Option<Ack>,
+}
+
+/// Who called.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The peer's address as the connection saw it.
+    pub addr: std::net::SocketAddr,
+    /// What the peer announced itself as ("client", a node's name and address).
+    pub hello: String,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn StoreAccess>,
+    pub(crate) refs: Arc<dyn Backend>,
+    pub(crate) service: String,
+    pub(crate) tables: Vec<String>,
+}
+
+/// A handler's view of one call.
+pub struct Context {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) deadline: Instant,
+    pub(crate) caller: Caller,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) floors: Vec<Touch>,
+    pub(crate) trail: Arc<Trail>,
+}
+
+/// What a call touched (for the caller's session) and whether it wrote.
+#[derive(Default)]
+pub(crate) struct Trail {
+    touched: Mutex<Vec<Touch>>,
+    wrote: std::sync::atomic::AtomicBool,
+}
+
+impl Trail {
+    fn record(&self, table: &str, key: &[u8], version: Stamp) {
+        let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+        match touched
+            .iter_mut()
+            .find(|t| t.table == table && t.key == key)
+        {
+            Some(t) => t.version = t.version.max(version),
+            None => {
+                if touched.len() == FLOORS_MAX {
+                    touched.remove(0);
+                }
+                touched.push(Touch {
+                    table: table.to_string(),
+                    key: key.to_vec(),
+                    version,
+                });
+            }
+        }
+    }
+
+    pub(crate) fn take(&self) -> Vec<Touch> {
+        std::mem::take(&mut *self.touched.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn stamp(v: Version) -> Stamp {
+    Stamp {
+        ts: v.ts.raw(),
+        origin: v.origin.raw(),
+    }
+}
+
+fn version(s: Stamp) -> Version {
+    Version {
+        ts: Timestamp::from_raw(s.ts),
+        origin: Origin::from_raw(s.origin),
+    }
+}
+
+impl Context {
+    /// The service this call is for.
+    pub fn service_name(&self) -> &str {
+        &self.shared.service
+    }
+
+    /// When the caller stops waiting.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Who called.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The call's routing key, if it had one.
+    pub fn routing_key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The store's wall clock, Unix ms (use it, not the OS clock, so
+    /// simulations and expiry agree).
+    pub fn now_ms(&self) -> u64 {
+        self.shared.store.now_ms()
+    }
+
+    /// The clock-skew allowance used for expiry, ms.
+    pub fn skew_margin_ms(&self) -> u64 {
+        self.shared.store.skew_margin_ms()
+    }
+
+    /// Visible entries of `table` whose key starts with `prefix`, in key
+    /// order, at most `limit`, gathered from every host.
+    pub async fn scan(
+        &self,
+        table: &str,
+        prefix: Vec<u8>,
+        limit: u32,
+    ) -> Result<Scanned, StoreError> {
+        if !self.shared.tables.iter().any(|t| t == table) {
+            return Err(StoreError::UnknownTable(table.to_string()));
+        }
+        let (entries, partial) = self
+            .shared
+            .store
+            .scan(table, prefix, limit, self.remaining())
+            .await?;
+        let mut records = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(value) = &e.value else { continue };
+            records.push(Record {
+                key: e.key.as_bytes().to_vec(),
+                doc: value
+                    .decode()
+                    .map_err(|err| StoreError::BadDocument(err.to_string()))?,
+                version: stamp(e.version),
+                expires_at_ms: e.expires_at_ms,
+            });
+        }
+        Ok(Scanned { records, partial })
+    }
+
+    /// Runs a distributed query on one of this service's tables: rows in the
+    /// query's order, `partial` (with the slots) when some slot could not be
+    /// answered before the deadline.
+    pub async fn query(
+        &self,
+        query: &geoul_query::Query,
+    ) -> Result<geoul_client::QueryAnswer, StoreError> {
+        if !self.shared.tables.contains(&query.table) {
+            return Err(StoreError::UnknownTable(query.table.clone()));
+        }
+        self.shared
+            .store
+            .query(query.clone(), self.remaining())
+            .await
+    }
+
+    /// A ref to another service (or this one), for calls from inside a
+    /// handler; it has its own session.
+    pub fn service(&self, name: &str) -> ServiceRef {
+        ServiceRef::new(self.shared.refs.clone(), name)
+    }
+
+    fn check(&self, table: &str, key: &[u8]) -> Result<Key, StoreError> {
+        if !self.shared.tables.iter().any(|t| t == table) {
+            return Err(StoreError::UnknownTable(table.to_string()));
+        }
+        Key::new(key).map_err(|e| StoreError::BadKey(e.to_string()))
+    }
+
+    /// Reads `key` from one replica (the nearest serving one), never older
+    /// than what the caller's session has seen of it.
+    pub async fn get(&self, table: &str, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        self.get_with(table, key, ReadLevel::One).await
+    }
+
+    /// Reads `key` at `level` (`Quorum`: the newest among a majority).
+    pub async fn get_with(
+        &self,
+        table: &str,
+        key: &[u8],
+        level: ReadLevel,
+    ) -> Result<Option<Record>, StoreError> {
+        let k = self.check(table, key)?;
+        let floor = self
+            .floors
+            .iter()
+            .find(|t| t.table == table && t.key == key)
+            .map(|t| version(t.version));
+        let entry = self
+            .shared
+            .store
+            .read(table, k, level, floor, self.remaining())
+            .await?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        self.trail.record(table, key, stamp(entry.version));
+        let doc = match &entry.value {
+            Some(v) => v
+                .decode()
+                .map_err(|e| StoreError::BadDocument(e.to_string()))?,
+            None => return Ok(None),
+        };
+        Ok(Some(Record {
+            key: key.to_vec(),
+            doc,
+            version: stamp(entry.version),
+            expires_at_ms: entry.expires_at_ms,
+        }))
+    }
+
+    /// Writes `doc` under `key` with the table's default TTL and ack level.
+    pub async fn put(&self, table: &str, key: &[u8], doc: Document) -> Result<Written, StoreError> {
+        self.put_with(table, key, Some(doc), PutOptions::default())
+            .await
+    }
+
+    /// Deletes `key` (a versioned tombstone).
+    pub async fn delete(&self, table: &str, key: &[u8]) -> Result<Written, StoreError> {
+        self.put_with(table, key, None, PutOptions::default()).await
+    }
+
+    /// Writes (`Some`) or deletes (`None`) with explicit options.
+    pub async fn put_with(
+        &self,
+        table: &str,
+        key: &[u8],
+        doc: Option<Document>,
+        options: PutOptions,
+    ) -> Result<Written, StoreError> {
+        let k = self.check(table, key)?;
+        self.trail
+            .wrote
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = self
+            .shared
+            .store
+            .write(WriteOp {
+                table: table.to_string(),
+                key: k,
+                value: doc,
+                ttl: options.ttl,
+                ack: options.ack,
+                timeout: self.remaining(),
+            })
+            .await?;
+        self.trail.record(table, key, written.version);
+        Ok(written)
+    }
+}
