@@ -407,3 +407,87 @@ fn acknowledged_writes_survive_kill9_mid_burst() {
         check_all(&c2, &acked, ReadLevel::Quorum, "restarted node-2").await;
     });
 }
+
+/// `geoul query LINE…` against node-1 of `cluster` (the query is one argument).
+fn query_cli(cluster: &Cluster, args: &[&str]) -> CliOutput {
+    let node = &cluster.nodes[0];
+    let (addr, secret) = (node.cluster.to_string(), node.secret_file.to_string_lossy());
+    let mut full = vec!["query", "--cluster", &addr, "--cluster-secret-file", &secret];
+    full.extend_from_slice(args);
+    run_geoul(&full, &[], cluster.dir.path(), CLI_LIMIT)
+}
+
+fn keys_of(answer: &serde_json::Value) -> Vec<String> {
+    answer["entries"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["key"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn queries_from_the_cli_and_the_admin_http() {
+    let _serial = serial();
+    let cluster = Cluster::start(3);
+    cluster.wait_service("kv");
+    let regions = ["eu", "na", "eu", "asia", "eu", "na"];
+    for (i, region) in regions.iter().enumerate() {
+        ok(kv_args(&cluster, &["set", &format!("inst/{i}"), region]));
+    }
+    // JSON: exactly the matching keys, in key order (no order keys), complete.
+    let answer = json(query_cli(&cluster, &["--json", r#"kv where value = "eu""#]));
+    assert_eq!(keys_of(&answer), ["inst/0", "inst/2", "inst/4"], "{answer}");
+    assert_eq!(answer["partial"], false, "{answer}");
+    assert_eq!(answer["entries"][0]["fields"]["value"], "eu", "{answer}");
+    // Paging: two rows per page, every match once.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let mut args = vec!["--json", r#"kv where value in ("eu", "na") order by value desc limit 2"#];
+        let cursor;
+        if let Some(a) = &after {
+            cursor = a.clone();
+            args.extend(["--after", &cursor]);
+        }
+        let page = json(query_cli(&cluster, &args));
+        seen.extend(keys_of(&page));
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["inst/1", "inst/5", "inst/0", "inst/2", "inst/4"]);
+    // People get a table with the fields as columns.
+    let table = ok(query_cli(&cluster, &[r#"kv where value = "asia""#]));
+    assert_eq!(table, "KEY     VALUE\ninst/3  asia\n(1 row)");
+    // A query that does not parse: exit 2, the position and a caret.
+    let out = query_cli(&cluster, &[r#"kv where value = "eu" and"#]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("line 1, column 26"), "{out:?}");
+    assert!(out.stderr.contains('^'), "{out:?}");
+    // A table nobody declares: a runtime failure on one line.
+    fails_with(query_cli(&cluster, &["nope where x = 1"]), 1, "table nope");
+    // The admin HTTP answers the same query.
+    let url = format!("{}/query", cluster.nodes[1].admin_url());
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let body: serde_json::Value = agent
+        .post(&url)
+        .send_string(r#"kv where value = "eu""#)
+        .expect("POST /query")
+        .into_json()
+        .expect("JSON");
+    assert_eq!(keys_of(&body), ["inst/0", "inst/2", "inst/4"], "{body}");
+    match agent.post(&url).send_string("kv where value =") {
+        Err(ureq::Error::Status(400, response)) => {
+            let err: serde_json::Value = response.into_json().expect("JSON error");
+            assert_eq!(err["line"], 1, "{err}");
+            assert_eq!(err["column"], 17, "{err}");
+        }
+        other => panic!("a bad query answered {other:?}"),
+    }
+}
