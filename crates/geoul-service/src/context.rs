@@ -153,6 +153,7 @@ pub struct Caller {
 }
 
 pub(crate) struct Shared {
+    pub(crate) node: String,
     pub(crate) store: Arc<dyn StoreAccess>,
     pub(crate) refs: Arc<dyn Backend>,
     pub(crate) service: String,
@@ -221,6 +222,11 @@ fn version(s: Stamp) -> Version {
 }
 
 impl Context {
+    /// The node serving this call.
+    pub fn node_name(&self) -> &str {
+        &self.shared.node
+    }
+
     /// The service this call is for.
     pub fn service_name(&self) -> &str {
         &self.shared.service

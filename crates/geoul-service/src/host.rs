@@ -136,6 +136,7 @@ impl ServiceHost {
                 name.clone(),
                 Hosted {
                     shared: Arc::new(Shared {
+                        node: node.to_string(),
                         store: store.clone(),
                         refs: refs.clone(),
                         service: name.clone(),

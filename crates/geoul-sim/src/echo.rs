@@ -33,6 +33,19 @@ pub enum EchoRequest {
     },
     /// The counter's value.
     Read(String),
+    /// Increments counter `seen/<serving node>/<tag>` (what `Broadcast` and
+    /// `Send` deliver).
+    Record(String),
+    /// Broadcasts `Record(tag)` to every host of `sim`; answers how many
+    /// queued it.
+    Broadcast(String),
+    /// Sends `Record(tag)` one-way to the replica of `key`.
+    Send {
+        /// Routing key.
+        key: String,
+        /// Tag.
+        tag: String,
+    },
 }
 
 /// The counters table.
@@ -58,6 +71,9 @@ impl Service for EchoService {
         let defaults = Limits::default();
         Limits {
             idempotency_window: defaults.idempotency_window.filter(|_| self.counters),
+            // Small, so tests can reach them: two calls at once, two queued.
+            concurrency: 2,
+            queue: 2,
             ..defaults
         }
     }
@@ -92,6 +108,28 @@ impl Service for EchoService {
                 Ok((n + 1).to_le_bytes().to_vec())
             }
             EchoRequest::Read(name) => Ok(count(&ctx, &name).await?.to_le_bytes().to_vec()),
+            EchoRequest::Record(tag) => {
+                let name = format!("seen/{}/{tag}", ctx.node_name());
+                let n = count(&ctx, &name).await?;
+                let doc = Document::single("n", Value::Int(n + 1)).map_err(HandlerError::reject)?;
+                ctx.put(COUNTERS, name.as_bytes(), doc).await?;
+                Ok(Vec::new())
+            }
+            EchoRequest::Broadcast(tag) => {
+                let sent = ctx
+                    .service(SIM_SERVICE)
+                    .broadcast(&EchoRequest::Record(tag))
+                    .await
+                    .map_err(|e| HandlerError::Unavailable(e.to_string()))?;
+                Ok((sent as i64).to_le_bytes().to_vec())
+            }
+            EchoRequest::Send { key, tag } => {
+                ctx.service(SIM_SERVICE)
+                    .send(key, &EchoRequest::Record(tag))
+                    .await
+                    .map_err(|e| HandlerError::Unavailable(e.to_string()))?;
+                Ok(Vec::new())
+            }
         }
     }
 }

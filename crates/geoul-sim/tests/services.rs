@@ -147,3 +147,86 @@ fn a_retry_after_a_lost_reply_is_not_applied_twice() {
         Ok(())
     });
 }
+
+fn read_counter(c: &mut SimCluster, via: &str, name: &str) -> Result<i64, String> {
+    counter(&reply(c.call_api(
+        via,
+        via,
+        call(&EchoRequest::Read(name.into()), name, None),
+    )?)?)
+}
+
+#[test]
+fn one_way_messages_limits_and_deadlines() {
+    check_seeds("services_oneway", 3, |seed| {
+        let mut c = started(seed)?;
+        let names = c.names().to_vec();
+        // A handler's own ServiceRef broadcasts to every host...
+        let sent = counter(&reply(c.call_api(
+            "node-1",
+            "node-1",
+            call(&EchoRequest::Broadcast("b".into()), "b", None),
+        )?)?)?;
+        if sent != names.len() as i64 {
+            return Err(format!(
+                "broadcast queued on {sent} of {} hosts",
+                names.len()
+            ));
+        }
+        // ...and sends one-way to exactly one.
+        let send = EchoRequest::Send {
+            key: "some-key".into(),
+            tag: "s".into(),
+        };
+        reply(c.call_api("node-2", "node-2", call(&send, "x", None))?)?;
+        c.run_for(Duration::from_secs(2))?;
+        let mut sends = 0;
+        for n in &names {
+            let got = read_counter(&mut c, "node-3", &format!("seen/{n}/b"))?;
+            if got != 1 {
+                return Err(format!("{n} received the broadcast {got} times"));
+            }
+            sends += read_counter(&mut c, "node-3", &format!("seen/{n}/s"))?;
+        }
+        if sends != 1 {
+            return Err(format!("a one-way send was delivered {sends} times"));
+        }
+        // Two calls run, two wait, the fifth is refused before it runs.
+        let pending: Vec<_> = (0..5)
+            .map(|i| {
+                let slow = EchoRequest::CountSlowly {
+                    name: format!("busy-{i}"),
+                    delay_ms: 500,
+                };
+                c.submit_api("node-2", "node-1", call(&slow, "busy", None))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut overloaded = 0;
+        for rx in pending {
+            match c.wait_reply(rx)? {
+                ApiResponse::Reply(_) => {}
+                ApiResponse::Failed(Failure::Overloaded(s)) if s == SIM_SERVICE => overloaded += 1,
+                other => return Err(format!("a busy call answered {other:?}")),
+            }
+        }
+        if overloaded != 1 {
+            return Err(format!("{overloaded} of 5 calls were refused, expected 1"));
+        }
+        // A call past its deadline says so.
+        let mut late = call(
+            &EchoRequest::CountSlowly {
+                name: "late".into(),
+                delay_ms: 1_000,
+            },
+            "late",
+            None,
+        );
+        if let ApiRequest::Call(ref mut call) = late {
+            call.timeout_ms = 300;
+        }
+        match failure(c.call_api("node-2", "node-1", late)?)? {
+            Failure::DeadlineExceeded => Ok(()),
+            other => Err(format!("a late call answered {other:?}")),
+        }
+    });
+}

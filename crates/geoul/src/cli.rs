@@ -144,6 +144,118 @@ pub enum BenchCommand {
     /// Full sync of a loaded node's data to a new node against a Redis full
     /// resync to a new replica; then catch-up after a restart with 10 % new keys.
     Sync(SyncBenchArgs),
+    /// ServiceRef overhead: kv SET (ack quorum) and GET of a local 3-node
+    /// cluster through bare connections, ServiceRefs, and ServiceRefs without
+    /// session guarantees.
+    Call(CallBenchArgs),
+    /// Distributed query latency: a local 5-node cluster loaded with indexed
+    /// game-instance documents, then equality, range, search and top-k queries.
+    Query(QueryBenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CallBenchArgs {
+    /// Concurrent clients per driver, one request in flight each.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// Requests per client in each timed phase (instead of --duration).
+    #[arg(long, conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub requests_per_client: Option<u64>,
+    /// Length of each timed phase, e.g. 15s [default: 15s].
+    #[arg(long, value_parser = parse_phase_duration)]
+    pub duration: Option<Duration>,
+    /// Key space: every key is written once first, then keys are drawn
+    /// uniformly from it.
+    #[arg(long, default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub value_bytes: u32,
+    /// Times the raw / ref / ref-nosession sequence of each operation is
+    /// repeated (interleaved, results merged), to even out a noisy machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Durability of the kv table.
+    #[arg(long, value_enum, default_value_t = BenchDurability::Memory)]
+    pub durability: BenchDurability,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the temporary directory (node logs) after a successful run.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QueryBenchArgs {
+    /// Nodes of the local cluster.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: u16,
+    /// Documents loaded before the queries.
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub docs: u64,
+    /// Copies of each document: a number (at most --nodes) or `all`.
+    #[arg(long, default_value = "3", value_parser = parse_replication)]
+    pub replication: BenchReplication,
+    /// Concurrent query clients, one query in flight each.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// Concurrent clients loading the documents.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub load_clients: u32,
+    /// Queries per client in each timed phase (instead of --duration).
+    #[arg(long, conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub requests_per_client: Option<u64>,
+    /// Length of each timed phase, e.g. 15s [default: 15s].
+    #[arg(long, value_parser = parse_phase_duration)]
+    pub duration: Option<Duration>,
+    /// Deadline of one query (at most 60s): long enough that a slow plan shows
+    /// as latency rather than as a partial answer.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Durability of the kv table.
+    #[arg(long, value_enum, default_value_t = BenchDurability::Memory)]
+    pub durability: BenchDurability,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the temporary directory (node logs) after a successful run.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+/// Copies of each entry in a benchmark cluster's kv table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchReplication {
+    /// `[kv] replicate_to_all = true`.
+    All,
+    /// `[kv] replication_factor = N`.
+    Factor(u8),
+}
+
+impl BenchReplication {
+    /// The flag value, as typed.
+    pub fn word(self) -> String {
+        match self {
+            BenchReplication::All => "all".to_string(),
+            BenchReplication::Factor(n) => n.to_string(),
+        }
+    }
+}
+
+/// `all` or a copy count of 1..=64.
+fn parse_replication(text: &str) -> Result<BenchReplication, String> {
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(BenchReplication::All);
+    }
+    match text.parse::<u8>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(BenchReplication::Factor(n)),
+        _ => Err("expected `all` or a number of copies from 1 to 64".into()),
+    }
 }
 
 #[derive(Args, Debug)]
