@@ -56,12 +56,14 @@ pub struct SimOptions {
 
 /// Optional services of a simulated node. Each table costs every node sync
 /// and anti-entropy work, so tests host only what they exercise.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimServices {
     /// `sim` keeps its counters table and deduplicates idempotency keys.
     pub counters: bool,
     /// The indexed `docs` service (queries).
     pub docs: bool,
+    /// Host `docs` only on the first this many nodes (a service on a subset).
+    pub docs_nodes: Option<usize>,
 }
 
 impl Default for SimOptions {
@@ -186,6 +188,7 @@ impl<'a> SimCluster<'a> {
                 sync: options.sync.clone(),
                 kv: options.kv.clone(),
                 services: options.services,
+                index,
                 name: name.clone(),
                 peers: names.clone(),
                 secret: secret.clone(),
@@ -577,6 +580,8 @@ struct HostSpec {
     sync: SyncConfig,
     kv: geoul_store::TableOptions,
     services: SimServices,
+    /// Position of this node (0-based).
+    index: usize,
     peers: Vec<String>,
     secret: ClusterSecret,
     membership: MembershipConfig,
@@ -624,8 +629,7 @@ impl HostSpec {
             ]
             .into_iter()
             .chain(
-                self.services
-                    .docs
+                (self.services.docs && self.services.docs_nodes.is_none_or(|n| self.index < n))
                     .then(|| geoul_service::hosted(crate::docs::DocsService)),
             )
             .collect(),

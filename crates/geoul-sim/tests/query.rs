@@ -358,3 +358,67 @@ fn queries_equal_the_oracle_and_say_partial_under_faults_odd_seeds() {
 fn queries_equal_the_oracle_and_say_partial_under_faults_even_seeds() {
     check_seed_share("query_oracle", SEEDS, (0, 2), scenario);
 }
+
+#[test]
+fn a_service_on_a_subset_of_nodes_is_advertised_and_routed_only_there() {
+    geoul_sim::check_seeds("query_subset", 2, |seed| {
+        let options = SimOptions {
+            services: SimServices {
+                docs: true,
+                docs_nodes: Some(3),
+                ..SimServices::default()
+            },
+            ..SimOptions::default()
+        };
+        let mut c = SimCluster::new(seed, options);
+        c.run_until(Duration::from_secs(20), "converge", SimCluster::converged)?;
+        c.run_until(Duration::from_secs(20), "sync", SimCluster::synced)?;
+        // Every node advertises who hosts `docs`: the first three.
+        let topology = match c.call_api("node-5", "node-5", ApiRequest::Topology)? {
+            ApiResponse::Topology(t) => t,
+            other => return Err(format!("topology answered {other:?}")),
+        };
+        let mut hosts: Vec<String> = topology
+            .members
+            .iter()
+            .filter(|m| m.services.iter().any(|(s, ok)| s == DOCS && *ok))
+            .map(|m| m.name.clone())
+            .collect();
+        hosts.sort();
+        if hosts != ["node-1", "node-2", "node-3"] {
+            return Err(format!("docs advertised on {hosts:?}"));
+        }
+        // A node without the service refuses calls and queries for it (the
+        // client moves on), and hosts serve them.
+        let put = DocsRequest::Put {
+            key: "k".into(),
+            fields: vec![("mode".into(), Value::Str("ranked".into()))],
+            ttl_ms: None,
+        };
+        match c.call_api("node-4", "node-4", docs_call(&put))? {
+            ApiResponse::Failed(geoul_client::wire::Failure::NotHosted { node, .. })
+                if node == "node-4" => {}
+            other => return Err(format!("node-4 answered a docs call with {other:?}")),
+        }
+        if !matches!(
+            c.call_api("node-4", "node-2", docs_call(&put))?,
+            ApiResponse::Reply(_)
+        ) {
+            return Err("a host refused a docs call".into());
+        }
+        let query = Query::new(DOCS);
+        let request = ApiRequest::Query(QueryCall {
+            query: query.clone(),
+            timeout_ms: 600,
+        });
+        match c.call_api("node-5", "node-5", request)? {
+            ApiResponse::Failed(geoul_client::wire::Failure::NotHosted { .. }) => {}
+            other => return Err(format!("node-5 answered a docs query with {other:?}")),
+        }
+        let answer = run_query(&mut c, "node-1", &query)?;
+        if keys(&answer) != ["k"] || answer.partial {
+            return Err(format!("the hosts answered {answer:?}"));
+        }
+        Ok(())
+    });
+}
