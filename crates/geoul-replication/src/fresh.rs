@@ -96,15 +96,6 @@ impl<L: ReplicaLink> Replicator<L> {
                 answers.push((route, entry));
             }
         }
-        let hlc = self.store().hlc();
-        let winner = answers
-            .iter()
-            .filter_map(|(_, e)| e.clone())
-            .filter(|e| hlc.check(e.version.ts).is_ok())
-            .max_by_key(|e| e.version);
-        if let Some(winner) = &winner {
-            self.repair(&table, winner, &answers);
-        }
-        winner
+        self.newest_repairing(&table, &answers)
     }
 }

@@ -533,6 +533,16 @@ impl<L: ReplicaLink> Replicator<L> {
                 }
             }
         }
+        Ok(self.newest_repairing(&table, &answers))
+    }
+
+    /// The newest of the replicas' answers, after repairing those that
+    /// answered with an older one (or none).
+    pub(crate) fn newest_repairing(
+        &self,
+        table: &str,
+        answers: &[(Route, Option<Entry>)],
+    ) -> Option<Entry> {
         // A version from a clock too far ahead of ours must not win a read either,
         // or a node with a fast clock would make its (unacknowledged) writes
         // beat every later one.
@@ -543,9 +553,9 @@ impl<L: ReplicaLink> Replicator<L> {
             .filter(|e| hlc.check(e.version.ts).is_ok())
             .max_by_key(|e| e.version);
         if let Some(winner) = &winner {
-            self.repair(&table, winner, &answers);
+            self.repair(table, winner, answers);
         }
-        Ok(winner)
+        winner
     }
 
     /// Sends the winning entry to answering replicas that had an older one (or

@@ -398,15 +398,20 @@ impl<'a> SimCluster<'a> {
     ) -> Result<tokio::sync::oneshot::Receiver<Result<PeerResponse, String>>, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let target = SocketAddr::new(self.sim.lookup(to), SIM_PORT);
+        self.command(from, HostCommand::Call(target, request, tx))?;
+        Ok(rx)
+    }
+
+    /// Queues `command` on node `from`.
+    fn command(&self, from: &str, command: HostCommand) -> Result<(), String> {
         let observed = lock(&self.observed);
         let commands = observed
             .commands
             .get(from)
             .ok_or_else(|| format!("{from} is not running"))?;
         commands
-            .try_send(HostCommand::Call(target, request, tx))
-            .map_err(|e| format!("{from} command queue: {e}"))?;
-        Ok(rx)
+            .try_send(command)
+            .map_err(|e| format!("{from} command queue: {e}"))
     }
 
     /// Queues a kv call from `from` to `to` (served by `to`'s kv service).
@@ -418,14 +423,7 @@ impl<'a> SimCluster<'a> {
     ) -> Result<tokio::sync::oneshot::Receiver<Result<KvResponse, String>>, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let target = SocketAddr::new(self.sim.lookup(to), SIM_PORT);
-        let observed = lock(&self.observed);
-        let commands = observed
-            .commands
-            .get(from)
-            .ok_or_else(|| format!("{from} is not running"))?;
-        commands
-            .try_send(HostCommand::Kv(target, request, tx))
-            .map_err(|e| format!("{from} command queue: {e}"))?;
+        self.command(from, HostCommand::Kv(target, request, tx))?;
         Ok(rx)
     }
 
@@ -449,14 +447,7 @@ impl<'a> SimCluster<'a> {
     ) -> Result<tokio::sync::oneshot::Receiver<Result<ApiResponse, String>>, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let target = SocketAddr::new(self.sim.lookup(to), SIM_PORT);
-        let observed = lock(&self.observed);
-        let commands = observed
-            .commands
-            .get(from)
-            .ok_or_else(|| format!("{from} is not running"))?;
-        commands
-            .try_send(HostCommand::Api(target, request, tx))
-            .map_err(|e| format!("{from} command queue: {e}"))?;
+        self.command(from, HostCommand::Api(target, request, tx))?;
         Ok(rx)
     }
 

@@ -318,5 +318,21 @@ fn submissions_survive_kill9_exactly_once_and_reads_see_own_writes() {
                 .then_with(|| key(BOARD, &a.0).cmp(&key(BOARD, &b.0)))
         });
         assert_eq!(rows, want);
+        // The same through the ref's own distributed query.
+        let query = geoul_client::parse_query(&format!(
+            "scores where board = \"{BOARD}\" order by score desc limit 100"
+        ))
+        .expect("query parses");
+        let answer = board.query(&query).await.expect("query");
+        assert!(!answer.partial);
+        let scores: Vec<i64> = answer
+            .rows
+            .iter()
+            .filter_map(|r| match r.doc.get("score") {
+                Some(geoul_store::Value::Int(s)) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(scores, want.iter().map(|(_, s)| *s).collect::<Vec<_>>());
     });
 }
