@@ -36,13 +36,29 @@ impl<L: ReplicaLink> Replicator<L> {
         floor: Option<Version>,
         timeout: Duration,
     ) -> Result<Option<Entry>, ReadError> {
+        self.read_stored_at_least(table, key, level, floor, timeout)
+            .await
+            .map(|e| self.visible(e))
+    }
+
+    /// [`Self::read_at_least`] without the visibility filter: deletes and
+    /// expired values come back as stored, so a session can remember the
+    /// version of a delete it saw too.
+    pub async fn read_stored_at_least(
+        &self,
+        table: &str,
+        key: Key,
+        level: ReadLevel,
+        floor: Option<Version>,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, ReadError> {
         let Some(floor) = floor else {
-            return self.read(table, key, level, timeout).await;
+            return self.read_stored(table, key, level, timeout).await;
         };
         let deadline = Instant::now() + timeout;
         if let Ok(entry) = self.read_stored(table, key.clone(), level, timeout).await {
             if entry.as_ref().is_some_and(|e| e.version >= floor) {
-                return Ok(self.visible(entry));
+                return Ok(entry);
             }
         }
         let handle = self
@@ -58,7 +74,7 @@ impl<L: ReplicaLink> Replicator<L> {
                 .read_every_replica(&handle, &key, left.min(ROUND_TIMEOUT))
                 .await;
             if best.as_ref().is_some_and(|e| e.version >= floor) {
-                return Ok(self.visible(best));
+                return Ok(best);
             }
             tokio::time::sleep(ROUND_PAUSE.min(left)).await;
         }

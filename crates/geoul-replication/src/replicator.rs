@@ -409,8 +409,8 @@ impl<L: ReplicaLink> Replicator<L> {
     }
 
     /// The stored entry of `key` (deletes and expired values included), for
-    /// version comparisons.
-    pub(crate) async fn read_stored(
+    /// version comparisons; `None` when no replica holds the key at all.
+    pub async fn read_stored(
         &self,
         table: &str,
         key: Key,

@@ -51,7 +51,7 @@ impl<L: ReplicaLink> StoreAccess for ReplicatorAccess<L> {
         let table = table.to_string();
         Box::pin(async move {
             replicator
-                .read_at_least(&table, key, level, floor, timeout)
+                .read_stored_at_least(&table, key, level, floor, timeout)
                 .await
                 .map_err(read_error)
         })

@@ -63,7 +63,9 @@ pub struct WriteOp {
 /// The replicated store as handlers reach it (implemented over the node's
 /// replicator; a seam so the framework does not depend on the transport).
 pub trait StoreAccess: Send + Sync + 'static {
-    /// A read that never returns a version older than `floor`.
+    /// The stored entry of a key (deletes and expired values included:
+    /// the context filters them after noting their version), never older
+    /// than `floor`.
     fn read(
         &self,
         table: &str,
@@ -350,7 +352,13 @@ impl Context {
         let Some(entry) = entry else {
             return Ok(None);
         };
+        // Remembered even for a delete or an expired value: the session must
+        // not see the key come back from a replica that missed the delete.
         self.trail.record(table, key, stamp(entry.version));
+        let store = &self.shared.store;
+        if !entry.visible_at(store.now_ms(), store.skew_margin_ms()) {
+            return Ok(None);
+        }
         let doc = match &entry.value {
             Some(v) => v
                 .decode()

@@ -69,7 +69,9 @@ pub async fn begin(
         let entry = store
             .read(table, key(idem)?, ReadLevel::Quorum, None, left)
             .await?;
-        let doc = match entry.as_ref().and_then(|e| e.value.as_ref()) {
+        let (now, margin) = (store.now_ms(), store.skew_margin_ms());
+        let live = entry.as_ref().filter(|e| e.visible_at(now, margin));
+        let doc = match live.and_then(|e| e.value.as_ref()) {
             Some(v) => v
                 .decode()
                 .map_err(|e| StoreError::BadDocument(e.to_string()))?,

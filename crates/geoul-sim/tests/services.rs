@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use geoul_client::wire::{ApiRequest, ApiResponse, Call, Failure};
+use geoul_client::wire::{ApiRequest, ApiResponse, Call, Failure, SessionFloor, Stamp, Touch};
 use geoul_sim::cluster::{SimCluster, SimOptions};
 use geoul_sim::echo::{EchoRequest, SIM_SERVICE};
 use geoul_sim::{check_seeds, SimServices};
@@ -227,6 +227,94 @@ fn one_way_messages_limits_and_deadlines() {
         match failure(c.call_api("node-2", "node-1", late)?)? {
             Failure::DeadlineExceeded => Ok(()),
             other => Err(format!("a late call answered {other:?}")),
+        }
+    });
+}
+
+fn kv_call(request: &geoul_node::kv::KvRequest, key: &str, floor: Option<Touch>) -> ApiRequest {
+    ApiRequest::Call(Call {
+        service: geoul_node::kv::KV.into(),
+        key: Some(key.as_bytes().to_vec()),
+        payload: postcard::to_stdvec(request).expect("encodes"),
+        timeout_ms: 2_000,
+        idempotency_key: None,
+        session: SessionFloor {
+            hlc: floor.as_ref().map_or(0, |t| t.version.ts),
+            floors: floor.into_iter().collect(),
+        },
+    })
+}
+
+fn kv_answer(answer: ApiResponse) -> Result<geoul_node::kv::KvResponse, String> {
+    postcard::from_bytes(&reply(answer)?).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_session_never_reads_older_than_what_it_wrote() {
+    use geoul_node::kv::{KvRequest, KvResponse};
+    use geoul_placement::{slot_of, PlacementMap, Replication};
+    check_seeds("services_session", 5, |seed| {
+        let mut c = started(seed)?;
+        let names = c.names().to_vec();
+        let key = "profile";
+        let map =
+            PlacementMap::compute(&names, Replication::Factor(3)).map_err(|e| e.to_string())?;
+        let replicas: Vec<String> = map
+            .replicas(slot_of(key.as_bytes()))
+            .map(str::to_string)
+            .collect();
+        let (a, b) = (replicas[0].clone(), replicas[1].clone());
+        let set = |value: &str, ack| KvRequest::Set {
+            key: key.as_bytes().to_vec(),
+            value: value.into(),
+            ttl_ms: None,
+            ack: Some(ack),
+            timeout_ms: 2_000,
+        };
+        kv_answer(c.call_api(
+            &a,
+            &a,
+            kv_call(&set("old", geoul_store::Ack::All), key, None),
+        )?)?;
+        // `b` misses the new value: it is cut off while `a` writes at `One`.
+        let others: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| *n != b)
+            .collect();
+        c.partition(&[b.as_str()], &others);
+        let written = kv_answer(c.call_api(
+            &a,
+            &a,
+            kv_call(&set("new", geoul_store::Ack::One), key, None),
+        )?)?;
+        let KvResponse::Written {
+            version, origin, ..
+        } = written
+        else {
+            return Err(format!("the write answered {written:?}"));
+        };
+        c.heal(&[b.as_str()], &others);
+        // The session read goes to `b` at once, before anti-entropy: it must
+        // still see what the session wrote.
+        let floor = Touch {
+            table: geoul_node::kv::KV.into(),
+            key: key.as_bytes().to_vec(),
+            version: Stamp {
+                ts: version,
+                origin,
+            },
+        };
+        let get = KvRequest::Get {
+            key: key.as_bytes().to_vec(),
+            level: geoul_replication::ReadLevel::One,
+            timeout_ms: 2_000,
+        };
+        match kv_answer(c.call_api(&b, &b, kv_call(&get, key, Some(floor)))?)? {
+            KvResponse::Value(Some(v)) if v.value == "new" => Ok(()),
+            other => Err(format!(
+                "{b} answered {other:?} to a session that wrote \"new\""
+            )),
         }
     });
 }

@@ -412,7 +412,13 @@ fn acknowledged_writes_survive_kill9_mid_burst() {
 fn query_cli(cluster: &Cluster, args: &[&str]) -> CliOutput {
     let node = &cluster.nodes[0];
     let (addr, secret) = (node.cluster.to_string(), node.secret_file.to_string_lossy());
-    let mut full = vec!["query", "--cluster", &addr, "--cluster-secret-file", &secret];
+    let mut full = vec![
+        "query",
+        "--cluster",
+        &addr,
+        "--cluster-secret-file",
+        &secret,
+    ];
     full.extend_from_slice(args);
     run_geoul(&full, &[], cluster.dir.path(), CLI_LIMIT)
 }
@@ -446,7 +452,10 @@ fn queries_from_the_cli_and_the_admin_http() {
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..10 {
-        let mut args = vec!["--json", r#"kv where value in ("eu", "na") order by value desc limit 2"#];
+        let mut args = vec![
+            "--json",
+            r#"kv where value in ("eu", "na") order by value desc limit 2"#,
+        ];
         let cursor;
         if let Some(a) = &after {
             cursor = a.clone();

@@ -301,7 +301,11 @@ async fn preload(ctx: &KvCtx, drivers: &mut Drivers, keys: u64) -> anyhow::Resul
             outcome.first_error.as_deref().unwrap_or("?")
         );
     }
-    Ok(PhaseStats::new(Op::SetReplicated, "SET ack=quorum", &outcome))
+    Ok(PhaseStats::new(
+        Op::SetReplicated,
+        "SET ack=quorum",
+        &outcome,
+    ))
 }
 
 async fn timed_phases(
@@ -539,7 +543,9 @@ pub fn render(r: &CallReport) -> String {
             ]
         })
         .collect();
-    out.push_str("\nratios (ref / raw = ServiceRef overhead, ref / ref-nosession = session overhead):\n");
+    out.push_str(
+        "\nratios (ref / raw = ServiceRef overhead, ref / ref-nosession = session overhead):\n",
+    );
     out.push_str(&table(&RATIO_HEADER, &rows));
     out.push_str(&format!(
         "\ntarget (DESIGN.md §14): ServiceRef overhead <= {:.0} % over a raw kv call (time per \
@@ -593,7 +599,10 @@ mod tests {
         assert_eq!(o[0].time_overhead, 0.0526);
         assert_eq!(o[0].p99_overhead, 0.05);
         assert_eq!(o[0].target_met, Some(true));
-        assert_eq!((o[1].what, o[1].baseline, o[1].target_met), ("session", "ref-nosession", None));
+        assert_eq!(
+            (o[1].what, o[1].baseline, o[1].target_met),
+            ("session", "ref-nosession", None)
+        );
         assert_eq!(o[2].time_overhead, 0.25);
         assert_eq!(o[2].target_met, Some(false));
         let text = render(&CallReport {

@@ -11,8 +11,15 @@
 //!
 //! `kv` measures kv throughput and latency of a local 3-node cluster against a
 //! Redis primary with one replica, and memory per key of both (see `kv.rs`).
+//!
+//! `call` measures what a `ServiceRef` and its session guarantees cost over a
+//! raw kv call on the same cluster (see `call.rs`); `query` measures
+//! distributed query latency on a cluster loaded with indexed documents (see
+//! `query.rs`). Neither has a peer system: their ratios are within geoul.
 
 mod admin;
+mod call;
+mod call_drivers;
 mod detect;
 mod hog;
 mod kv;
@@ -24,6 +31,9 @@ mod kv_redis;
 mod kv_render;
 mod kv_report;
 mod kv_resp;
+mod query;
+mod query_cluster;
+mod query_docs;
 mod redis;
 mod redis_detect;
 mod report;
@@ -55,6 +65,8 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         BenchCommand::Detect(args) => run_detect(args),
         BenchCommand::Kv(args) => kv::run(args),
         BenchCommand::Sync(args) => sync::run(args),
+        BenchCommand::Call(args) => call::run(args),
+        BenchCommand::Query(args) => query::run(args),
     }
 }
 
