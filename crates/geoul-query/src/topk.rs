@@ -69,6 +69,24 @@ impl<T> TopK<T> {
         }
     }
 
+    /// Whether [`TopK::offer`] would keep a row with `sort_key` now: lets a
+    /// caller skip building an expensive item for a row that cannot place.
+    pub fn accepts(&self, sort_key: &SortKey) -> bool {
+        if self.limit == 0 {
+            return false;
+        }
+        if let Some(cursor) = &self.after {
+            if !cursor.admits(&self.order, sort_key) {
+                return false;
+            }
+        }
+        self.heap.len() < self.limit
+            || self
+                .heap
+                .peek()
+                .is_some_and(|worst| compare(&self.order, sort_key, &worst.0) == Ordering::Less)
+    }
+
     /// Rows kept so far.
     pub fn len(&self) -> usize {
         self.heap.len()
@@ -145,6 +163,23 @@ mod tests {
             values: vec![Some(Value::Int(v))],
             key: key.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn accepts_says_whether_an_offer_would_place() {
+        let order = [OrderKey::desc("v")];
+        let mut top: TopK<()> = TopK::new(&order, 2, None).expect("topk");
+        assert!(top.accepts(&row(1, "a")));
+        top.offer(row(5, "a"), ());
+        top.offer(row(3, "b"), ());
+        // Full: only rows better than the worst kept (3) place.
+        assert!(top.accepts(&row(4, "c")));
+        assert!(!top.accepts(&row(2, "c")));
+        assert!(!top.accepts(&row(3, "c")), "ties break by key: c after b");
+        let cursor = row(4, "z").to_cursor();
+        let after: TopK<()> = TopK::new(&order, 2, Some(&cursor)).expect("topk");
+        assert!(!after.accepts(&row(5, "a")), "before the cursor");
+        assert!(after.accepts(&row(3, "a")));
     }
 
     fn keys<T>(rows: &[(SortKey, T)]) -> Vec<String> {

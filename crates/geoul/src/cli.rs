@@ -204,7 +204,11 @@ pub struct QueryBenchArgs {
     /// default: with it the table's options summary (71 bytes) exceeds what
     /// gossip metadata carries (64) and the nodes refuse to start; the four
     /// queries get the same plans without it.
-    #[arg(long, value_delimiter = ',', default_value = "mode,state,spectators,rating")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mode,state,spectators,rating"
+    )]
     pub indexes: Vec<String>,
     /// Concurrent query clients, one query in flight each.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]

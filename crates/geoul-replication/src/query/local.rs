@@ -76,25 +76,24 @@ impl Plan {
 }
 
 struct Run<'a> {
-    table: &'a Table,
     served: &'a SlotSet,
     now_ms: u64,
     filter: Option<&'a Expr>,
     order: &'a [OrderKey],
     after: Option<&'a Cursor>,
-    top: TopK<Vec<u8>>,
+    top: TopK<Entry>,
     examined: u64,
 }
 
 impl Run<'_> {
     /// Offers one candidate; returns whether it matched (and its first order
     /// value, for the early stop of the order plan).
-    fn visit(&mut self, key: &[u8]) -> Option<Option<Value>> {
+    fn visit(&mut self, table: &Table, key: &[u8]) -> Option<Option<Value>> {
         self.examined += 1;
         if !self.served.contains(slot_of(key)) {
             return None;
         }
-        let visible = self.table.get(key, self.now_ms)?;
+        let visible = table.get(key, self.now_ms)?;
         let doc = visible.value.decode().ok()?;
         if self.filter.is_some_and(|f| !f.matches(&doc)) {
             return None;
@@ -106,7 +105,17 @@ impl Run<'_> {
             return None;
         }
         let first = sort.values.first().cloned().flatten();
-        self.top.offer(sort, key.to_vec());
+        // The row is copied out only if it places: the lock may be released
+        // before the page is built (scans lock slot by slot).
+        if self.top.accepts(&sort) {
+            let entry = Entry {
+                key: Key::new(key).ok()?,
+                version: visible.version,
+                expires_at_ms: visible.expires_at_ms,
+                value: Some(visible.value.clone()),
+            };
+            self.top.offer(sort, entry);
+        }
         Some(first)
     }
 }
@@ -136,11 +145,9 @@ pub fn local_query(
         }
     }
     let limit = query.limit as usize;
-    let table = handle.lock();
     let hints = query.filter.as_ref().map(hints).unwrap_or_default();
-    let plans = choose(&table, query, &hints);
+    let plans = choose(&handle.lock(), query, &hints);
     let mut run = Run {
-        table: &table,
         served: &served,
         now_ms,
         filter: query.filter.as_ref(),
@@ -153,25 +160,12 @@ pub fn local_query(
     for plan in plans {
         run.top = TopK::new(&query.order, limit, query.after.as_ref())?;
         used = plan.clone();
-        if execute(&mut run, &plan, limit, query.after.as_ref()) {
+        if execute(handle, &mut run, &plan, limit, query.after.as_ref()) {
             break;
         }
     }
     let examined = run.examined;
-    let rows = run
-        .top
-        .into_sorted()
-        .into_iter()
-        .filter_map(|(_, key)| {
-            let visible = table.get(&key, now_ms)?;
-            Some(Entry {
-                key: Key::new(&key).ok()?,
-                version: visible.version,
-                expires_at_ms: visible.expires_at_ms,
-                value: Some(visible.value.clone()),
-            })
-        })
-        .collect();
+    let rows = run.top.into_sorted().into_iter().map(|(_, e)| e).collect();
     Ok(QueryPage {
         rows,
         served,
@@ -244,10 +238,19 @@ fn choose(table: &Table, query: &Query, hints: &[Hint]) -> Vec<Plan> {
 }
 
 /// Runs one plan; `false` when it gave up (the order plan over budget).
-fn execute(run: &mut Run<'_>, plan: &Plan, limit: usize, after: Option<&Cursor>) -> bool {
+/// Index plans hold the table's lock while they walk (they are short: the
+/// order walk is budgeted); scans take it slot by slot, so a scan of a large
+/// table never stalls writes for long.
+fn execute(
+    handle: &TableHandle,
+    run: &mut Run<'_>,
+    plan: &Plan,
+    limit: usize,
+    after: Option<&Cursor>,
+) -> bool {
     match plan {
         Plan::Eq { field, values } => {
-            let table = run.table;
+            let table = handle.lock();
             for v in values {
                 let Some(keys) =
                     table.index_range(field, Bound::Included(v), Bound::Included(v), false)
@@ -255,7 +258,7 @@ fn execute(run: &mut Run<'_>, plan: &Plan, limit: usize, after: Option<&Cursor>)
                     return false;
                 };
                 for key in keys {
-                    run.visit(key);
+                    run.visit(&table, key);
                 }
             }
             true
@@ -265,40 +268,47 @@ fn execute(run: &mut Run<'_>, plan: &Plan, limit: usize, after: Option<&Cursor>)
             lower,
             upper,
         } => {
-            let table = run.table;
+            let table = handle.lock();
             let Some(keys) = table.index_range(field, bound(lower), bound(upper), false) else {
                 return false;
             };
             for key in keys {
-                run.visit(key);
+                run.visit(&table, key);
             }
             true
         }
-        Plan::Order(first) => order_walk(run, first, limit, after),
+        Plan::Order(first) => order_walk(handle, run, first, limit, after),
         Plan::Scan => {
-            scan(run, |_| true);
+            scan(handle, run, |_, _| true);
             true
         }
     }
 }
 
-/// Visits every visible entry of the served slots that `keep` admits.
-fn scan(run: &mut Run<'_>, keep: impl Fn(&[u8]) -> bool) {
+/// Visits every visible entry of the served slots that `keep` admits,
+/// locking the table one slot at a time.
+fn scan(handle: &TableHandle, run: &mut Run<'_>, keep: impl Fn(&Table, &[u8]) -> bool) {
     let slots: Vec<u16> = run.served.iter().collect();
     for slot in slots {
         let Some(slot) = geoul_placement::Slot::new(slot) else {
             continue;
         };
-        let table = run.table;
+        let table = handle.lock();
         for key in table.slot_keys(slot) {
-            if keep(key.as_bytes()) {
-                run.visit(key.as_bytes());
+            if keep(&table, key.as_bytes()) {
+                run.visit(&table, key.as_bytes());
             }
         }
     }
 }
 
-fn order_walk(run: &mut Run<'_>, first: &OrderKey, limit: usize, after: Option<&Cursor>) -> bool {
+fn order_walk(
+    handle: &TableHandle,
+    run: &mut Run<'_>,
+    first: &OrderKey,
+    limit: usize,
+    after: Option<&Cursor>,
+) -> bool {
     // Rows sort by the first field, then the rest; a cursor's first value is
     // where the walk resumes (inclusive: later keys tie-break past it). A
     // cursor past every indexed row (its value missing) skips the walk.
@@ -313,7 +323,7 @@ fn order_walk(run: &mut Run<'_>, first: &OrderKey, limit: usize, after: Option<&
         } else {
             (bound(&start), Bound::Unbounded)
         };
-        let table = run.table;
+        let table = handle.lock();
         let Some(keys) = table.index_range(&first.field, lower, upper, first.descending) else {
             return false;
         };
@@ -326,7 +336,7 @@ fn order_walk(run: &mut Run<'_>, first: &OrderKey, limit: usize, after: Option<&
             if read > budget && full_at.is_none() {
                 return false;
             }
-            if let Some(value) = run.visit(key) {
+            if let Some(value) = run.visit(&table, key) {
                 if let Some(full) = &full_at {
                     if value.as_ref().map(OrdOpt) != full.as_ref().map(OrdOpt) {
                         return true;
@@ -345,9 +355,8 @@ fn order_walk(run: &mut Run<'_>, first: &OrderKey, limit: usize, after: Option<&
     // Fewer than `limit` indexed rows matched: rows without the field sort
     // after every indexed one and may fill the page.
     let field = first.field.clone();
-    let table = run.table;
     let now = run.now_ms;
-    scan(run, |key| {
+    scan(handle, run, |table, key| {
         table
             .get(key, now)
             .and_then(|v| v.value.field(&field).ok())

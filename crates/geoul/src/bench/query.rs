@@ -151,6 +151,7 @@ pub fn run(args: QueryBenchArgs) -> Result<(), Failure> {
             )));
         }
     }
+    indexed_kv(&args).check().map_err(Failure::Usage)?;
     let shapes = parse_shapes().map_err(|e| Failure::Runtime(format!("{e:#}")))?;
     let stop = install_stop_flag()?;
     let dir = make_run_dir()?;
@@ -176,6 +177,15 @@ pub fn run(args: QueryBenchArgs) -> Result<(), Failure> {
         println!("logs: {} ({what})", ctx.dir.display());
     }
     Ok(())
+}
+
+/// The kv table `args` ask for.
+fn indexed_kv(args: &QueryBenchArgs) -> IndexedKv {
+    IndexedKv {
+        replication: args.replication,
+        durability: args.durability.word(),
+        indexes: args.indexes.clone(),
+    }
 }
 
 /// Every shape, parsed.
@@ -222,12 +232,9 @@ fn measure(
     args: &QueryBenchArgs,
     shapes: &[Arc<Query>],
 ) -> anyhow::Result<QueryReport> {
-    let kv = IndexedKv {
-        replication: args.replication,
-        durability: args.durability.word(),
-    };
+    let kv = indexed_kv(args);
     let copies = kv.copies(args.nodes);
-    let mut cluster = start(ctx, &ctx.dir.join("geoul"), args.nodes, kv)?;
+    let mut cluster = start(ctx, &ctx.dir.join("geoul"), args.nodes, &kv)?;
     ctx.progress(&format!(
         "geoul: {} nodes ready ({})",
         args.nodes,
@@ -322,11 +329,12 @@ fn measure(
         command: command(args),
         settings: format!(
             "{} local nodes, [kv] {} copies, write_ack = quorum, durability = {}, indexes on \
-             mode, region, state, spectators, rating; documents written by {} ServiceRefs; \
-             each query client has its own Client (a random node coordinates each query)",
+             {}; documents written by {} ServiceRefs; each query client has its own Client \
+             (a random node coordinates each query)",
             args.nodes,
             args.replication.word(),
             args.durability.word(),
+            args.indexes.join(", "),
             args.load_clients
         ),
         nodes: args.nodes,
@@ -406,14 +414,15 @@ pub fn command(args: &QueryBenchArgs) -> String {
     };
     format!(
         "{exe} bench query --nodes {} --docs {} --replication {} --clients {} \
-         --load-clients {} {work} --timeout {} --durability {}",
+         --load-clients {} {work} --timeout {} --durability {} --indexes {}",
         args.nodes,
         args.docs,
         args.replication.word(),
         args.clients,
         args.load_clients,
         duration_flag(args.timeout),
-        args.durability.word()
+        args.durability.word(),
+        args.indexes.join(",")
     )
 }
 

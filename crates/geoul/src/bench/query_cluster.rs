@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use geoul_membership::meta::TABLE_SUMMARY_BYTES_MAX;
 use geoul_node::kv::KV;
 use geoul_query::Query;
+use geoul_store::{Durability, Replication};
 use geoul_transport::ClusterSecret;
 
 use super::admin::{agent, status};
@@ -24,8 +26,6 @@ use super::kv_geoul::{GeoulCluster, KvSettings};
 use super::kv_load::{Driver, Op};
 use crate::cli::BenchReplication;
 
-/// The indexed document fields.
-pub const INDEXES: [&str; 5] = ["mode", "region", "state", "spectators", "rating"];
 /// Bound on the wait for every node to see every member alive with `kv`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the wait for every copy of every document after the load (the
@@ -35,10 +35,12 @@ const LOADED_TIMEOUT: Duration = Duration::from_secs(600);
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `[kv]` table of a query cluster.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct IndexedKv {
     pub replication: BenchReplication,
     pub durability: &'static str,
+    /// Indexed document fields.
+    pub indexes: Vec<String>,
 }
 
 impl IndexedKv {
@@ -48,13 +50,42 @@ impl IndexedKv {
             BenchReplication::All => "replicate_to_all = true".to_string(),
             BenchReplication::Factor(n) => format!("replication_factor = {n}"),
         };
-        let indexes: Vec<String> = INDEXES.iter().map(|f| format!("\"{f}\"")).collect();
+        let indexes: Vec<String> = self.indexes.iter().map(|f| format!("\"{f}\"")).collect();
         format!(
             "fsync_period_ms = 0\n[kv]\n{copies}\nwrite_ack = \"quorum\"\ndurability = \"{}\"\n\
              indexes = [{}]\n",
             self.durability,
             indexes.join(", ")
         )
+    }
+
+    /// Refuses what a node would refuse at start: a table declaration that
+    /// does not validate, or whose options summary does not fit the gossiped
+    /// metadata (many or long index names).
+    pub fn check(&self) -> Result<(), String> {
+        let mut options = geoul_node::kv::default_options();
+        options.replication = match self.replication {
+            BenchReplication::All => Replication::All,
+            BenchReplication::Factor(n) => Replication::Factor(n),
+        };
+        options.durability = match self.durability {
+            "disk" => Durability::Disk,
+            _ => Durability::Memory,
+        };
+        options.indexes = self.indexes.clone();
+        let summary = options.summary();
+        geoul_node::kv::spec(options)
+            .validate()
+            .map_err(|e| format!("--indexes: {e}"))?;
+        if summary.len() > TABLE_SUMMARY_BYTES_MAX {
+            return Err(format!(
+                "--indexes: the kv table's options summary `{summary}` is {} bytes, more than \
+                 the {TABLE_SUMMARY_BYTES_MAX} node metadata may gossip (nodes would refuse to \
+                 start); index fewer fields",
+                summary.len()
+            ));
+        }
+        Ok(())
     }
 
     /// Copies of each document on a cluster of `nodes`.
@@ -74,7 +105,7 @@ impl IndexedKv {
 /// checking it is the one it wrote, so that a change there fails here
 /// instead of silently measuring a table without indexes), then the nodes
 /// are started one by one.
-pub fn start(ctx: &KvCtx, dir: &Path, nodes: u16, kv: IndexedKv) -> anyhow::Result<GeoulCluster> {
+pub fn start(ctx: &KvCtx, dir: &Path, nodes: u16, kv: &IndexedKv) -> anyhow::Result<GeoulCluster> {
     let base = KvSettings {
         replication_factor: 1,
         write_ack: "quorum",
@@ -222,39 +253,56 @@ pub async fn connect_queriers(
 mod tests {
     use super::*;
 
+    fn kv(replication: BenchReplication, durability: &'static str, fields: &[&str]) -> IndexedKv {
+        IndexedKv {
+            replication,
+            durability,
+            indexes: fields.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    const FOUR: [&str; 4] = ["mode", "state", "spectators", "rating"];
+
     #[test]
     fn config_files() {
-        let kv = IndexedKv {
-            replication: BenchReplication::Factor(3),
-            durability: "memory",
-        };
+        let three = kv(BenchReplication::Factor(3), "memory", &FOUR);
         assert_eq!(
-            kv.toml(),
+            three.toml(),
             "fsync_period_ms = 0\n[kv]\nreplication_factor = 3\nwrite_ack = \"quorum\"\n\
              durability = \"memory\"\n\
-             indexes = [\"mode\", \"region\", \"state\", \"spectators\", \"rating\"]\n"
+             indexes = [\"mode\", \"state\", \"spectators\", \"rating\"]\n"
         );
-        assert_eq!(kv.copies(5), 3);
-        assert_eq!(kv.copies(2), 2);
-        let all = IndexedKv {
-            replication: BenchReplication::All,
-            durability: "disk",
-        };
+        assert_eq!(three.copies(5), 3);
+        assert_eq!(three.copies(2), 2);
+        let all = kv(BenchReplication::All, "disk", &FOUR);
         assert!(all.toml().contains("replicate_to_all = true\n"));
         assert_eq!(all.copies(5), 5);
     }
 
     #[test]
     fn config_files_parse_as_node_configs() {
-        let kv = IndexedKv {
-            replication: BenchReplication::All,
-            durability: "memory",
-        };
+        let all = kv(BenchReplication::All, "memory", &FOUR);
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.toml");
-        std::fs::write(&path, kv.toml()).expect("write");
+        std::fs::write(&path, all.toml()).expect("write");
         let raw = geoul_node::config::RawConfig::from_file(&path).expect("parses");
         let indexes = raw.kv.and_then(|k| k.indexes).expect("indexes");
-        assert_eq!(indexes, INDEXES.map(String::from).to_vec());
+        assert_eq!(indexes, FOUR.map(String::from).to_vec());
+    }
+
+    #[test]
+    fn declarations_nodes_would_refuse_are_refused_first() {
+        kv(BenchReplication::Factor(3), "memory", &FOUR)
+            .check()
+            .expect("the default fits");
+        let five = ["mode", "region", "state", "spectators", "rating"];
+        let err = kv(BenchReplication::Factor(3), "memory", &five)
+            .check()
+            .expect_err("71 bytes");
+        assert!(err.contains("71 bytes"), "{err}");
+        let err = kv(BenchReplication::Factor(3), "memory", &["mode", "mode"])
+            .check()
+            .expect_err("a field twice");
+        assert!(err.starts_with("--indexes"), "{err}");
     }
 }
