@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use geoul_placement::{slot_of, PlacementMap, Replication};
 use rand::Rng;
@@ -15,15 +16,15 @@ use crate::wire::Topology;
 /// A node a call may be sent to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// Node name.
-    pub name: String,
+    /// Node name (shared: routing hands out targets on every call).
+    pub name: Arc<str>,
     /// Its address.
     pub addr: SocketAddr,
 }
 
 struct ServiceRoutes {
     /// Hosts: (name, addr, preferred = alive, healthy and not syncing).
-    hosts: Vec<(String, SocketAddr, bool)>,
+    hosts: Vec<(Arc<str>, SocketAddr, bool)>,
     map: Option<PlacementMap>,
 }
 
@@ -53,7 +54,7 @@ impl Routes {
     pub fn new(topology: &Topology) -> Self {
         let mut services = HashMap::new();
         for service in &topology.services {
-            let mut hosts: Vec<(String, SocketAddr, bool)> = Vec::new();
+            let mut hosts: Vec<(Arc<str>, SocketAddr, bool)> = Vec::new();
             let mut names = Vec::new();
             for m in &topology.members {
                 let Some((_, healthy)) = m.services.iter().find(|(s, _)| *s == service.name) else {
@@ -67,7 +68,7 @@ impl Routes {
                     .as_ref()
                     .is_some_and(|t| m.syncing.iter().any(|s| s == t));
                 names.push(m.name.clone());
-                hosts.push((m.name.clone(), m.addr, !m.suspect && !syncing));
+                hosts.push((Arc::from(m.name.as_str()), m.addr, !m.suspect && !syncing));
             }
             // Without a routing table, calls spread over all hosts by key.
             let replication = match service.table {
@@ -81,7 +82,7 @@ impl Routes {
             .members
             .iter()
             .map(|m| Target {
-                name: m.name.clone(),
+                name: Arc::from(m.name.as_str()),
                 addr: m.addr,
             })
             .collect();
@@ -90,7 +91,7 @@ impl Routes {
             for t in &m.tables {
                 let ready = !m.suspect && !m.syncing.contains(t);
                 let target = Target {
-                    name: m.name.clone(),
+                    name: Arc::from(m.name.as_str()),
                     addr: m.addr,
                 };
                 tables.entry(t.clone()).or_default().push((target, ready));
@@ -147,7 +148,7 @@ impl Routes {
         if routes.hosts.is_empty() {
             return Err(RouteError::NoLiveReplica(service.to_string()));
         }
-        let target = |(name, addr, _): &(String, SocketAddr, bool)| Target {
+        let target = |(name, addr, _): &(Arc<str>, SocketAddr, bool)| Target {
             name: name.clone(),
             addr: *addr,
         };
@@ -155,7 +156,7 @@ impl Routes {
             routes
                 .hosts
                 .iter()
-                .find(|(n, _, _)| n == name)
+                .find(|(n, _, _)| &**n == name)
                 .is_some_and(|(_, _, p)| *p)
         };
         let mut out: Vec<Target> = Vec::with_capacity(routes.hosts.len());
@@ -165,20 +166,20 @@ impl Routes {
                 let mut replicas: Vec<&str> = map.replicas(slot).collect();
                 replicas.sort_by_key(|n| !preferred(n));
                 for name in replicas {
-                    if let Some(h) = routes.hosts.iter().find(|(n, _, _)| n == name) {
+                    if let Some(h) = routes.hosts.iter().find(|(n, _, _)| &**n == name) {
                         out.push(target(h));
                     }
                 }
-                let mut rest: Vec<&(String, SocketAddr, bool)> = routes
+                let mut rest: Vec<&(Arc<str>, SocketAddr, bool)> = routes
                     .hosts
                     .iter()
-                    .filter(|(n, _, _)| !out.iter().any(|t| &t.name == n))
+                    .filter(|(n, _, _)| !out.iter().any(|t| t.name == *n))
                     .collect();
                 rest.sort_by_key(|(_, _, p)| !p);
                 out.extend(rest.into_iter().map(target));
             }
             _ => {
-                let mut all: Vec<&(String, SocketAddr, bool)> = routes.hosts.iter().collect();
+                let mut all: Vec<&(Arc<str>, SocketAddr, bool)> = routes.hosts.iter().collect();
                 // Fisher-Yates, then a stable sort keeps the shuffle within groups.
                 for i in (1..all.len()).rev() {
                     let j = rng.random_range(0..=i);
@@ -248,7 +249,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let order = routes.order("kv", Some(b"key"), &mut rng).expect("routes");
         assert_eq!(order.len(), 5);
-        let names: Vec<&str> = order.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = order.iter().map(|t| &*t.name).collect();
         let map = PlacementMap::compute(&["n1", "n2", "n3", "n4", "n5"], Replication::Factor(3))
             .expect("map");
         let replicas: Vec<&str> = map.replicas(slot_of(b"key")).collect();
@@ -263,7 +264,7 @@ mod tests {
         let routes = Routes::new(&topology(first));
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let order = routes.order("kv", Some(b"key"), &mut rng).expect("routes");
-        assert_eq!(order[2].name, first);
+        assert_eq!(&*order[2].name, first);
     }
 
     #[test]
@@ -272,7 +273,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let order = routes.order("other", None, &mut rng).expect("routes");
         assert_eq!(order.len(), 4);
-        assert!(order.iter().all(|t| t.name != "n2"));
+        assert!(order.iter().all(|t| &*t.name != "n2"));
         assert_eq!(
             routes.order("nope", None, &mut rng),
             Err(RouteError::UnknownService("nope".into()))

@@ -26,7 +26,8 @@ use tokio::time::Instant;
 use crate::routes::{RouteError, Routes, Target};
 use crate::session::Session;
 use crate::wire::{
-    decode_response, encode_request, ApiRequest, ApiResponse, Call, Failure, CALL_TIMEOUT_MAX_MS,
+    decode_response, encode_call, encode_request, ApiRequest, ApiResponse, Call, Failure,
+    CALL_TIMEOUT_MAX_MS,
 };
 
 /// Default deadline of a call.
@@ -302,7 +303,7 @@ impl ServiceRef {
     }
 
     async fn attempt(&self, target: &Target, call: &Call, left: Duration) -> Attempt {
-        let bytes = match encode_request(&ApiRequest::Call(call.clone())) {
+        let bytes = match encode_call(call) {
             Ok(b) => b,
             Err(e) => return Attempt::Done(Err(CallError::Codec(e.to_string()))),
         };

@@ -9,7 +9,7 @@
 //! its copy of a given key is behind (LWW keeps no per-slot log), but it can
 //! compare the version of the exact entry a previous call touched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -23,8 +23,6 @@ pub const SESSION_KEYS_MAX: usize = 4096;
 struct Floors {
     /// Per routing key: its floors and when it was last used.
     by_key: HashMap<Vec<u8>, (Vec<Touch>, u64)>,
-    /// Last use → key, least recently used first.
-    recency: BTreeMap<u64, Vec<u8>>,
     uses: u64,
 }
 
@@ -57,22 +55,20 @@ impl Session {
         if touched.is_empty() {
             return;
         }
-        let key = key.unwrap_or_default().to_vec();
+        let key = key.unwrap_or_default();
         let mut floors = self.floors.lock().unwrap_or_else(PoisonError::into_inner);
         floors.uses += 1;
         let now = floors.uses;
-        let Floors {
-            by_key, recency, ..
-        } = &mut *floors;
-        let (list, used) = by_key.entry(key.clone()).or_default();
-        if *used != 0 {
-            recency.remove(used);
-        }
+        // The key is copied only the first time it is seen.
+        let (list, used) = match floors.by_key.get_mut(key) {
+            Some(slot) => slot,
+            None => floors.by_key.entry(key.to_vec()).or_default(),
+        };
         *used = now;
         for t in touched {
             match list
                 .iter_mut()
-                .find(|f| f.table == t.table && f.key == t.key)
+                .find(|f| f.key == t.key && f.table == t.table)
             {
                 Some(f) => f.version = f.version.max(t.version),
                 None => list.push(t.clone()),
@@ -82,11 +78,8 @@ impl Session {
             let excess = list.len() - FLOORS_MAX;
             list.drain(..excess);
         }
-        recency.insert(now, key);
-        while recency.len() > SESSION_KEYS_MAX {
-            if let Some((_, old)) = recency.pop_first() {
-                by_key.remove(&old);
-            }
+        if floors.by_key.len() > SESSION_KEYS_MAX {
+            evict_oldest(&mut floors.by_key);
         }
     }
 
@@ -98,6 +91,16 @@ impl Session {
             .by_key
             .len()
     }
+}
+
+/// Forgets the least recently used eighth of the keys at once: one O(n) pass
+/// every n/8 new keys instead of an ordered index updated on every call.
+fn evict_oldest(by_key: &mut HashMap<Vec<u8>, (Vec<Touch>, u64)>) {
+    let mut uses: Vec<u64> = by_key.values().map(|(_, u)| *u).collect();
+    let cut = (uses.len() / 8).max(1);
+    let (_, cutoff, _) = uses.select_nth_unstable(cut - 1);
+    let cutoff = *cutoff;
+    by_key.retain(|_, (_, u)| *u > cutoff);
 }
 
 #[cfg(test)]
@@ -131,9 +134,12 @@ mod tests {
         for i in 0..(SESSION_KEYS_MAX + 10) {
             s.observe(Some(i.to_string().as_bytes()), &[touch("x", 1)], 1);
         }
-        assert_eq!(s.keys(), SESSION_KEYS_MAX);
-        // The oldest keys went first.
+        assert!(s.keys() <= SESSION_KEYS_MAX, "{}", s.keys());
+        assert!(s.keys() > SESSION_KEYS_MAX * 3 / 4, "{}", s.keys());
+        // The oldest keys went first; the newest is kept.
         assert!(s.floor(Some(b"0")).floors.is_empty());
+        let newest = (SESSION_KEYS_MAX + 9).to_string();
+        assert!(!s.floor(Some(newest.as_bytes())).floors.is_empty());
         let many: Vec<Touch> = (0..FLOORS_MAX + 5)
             .map(|i| touch(&i.to_string(), 1))
             .collect();

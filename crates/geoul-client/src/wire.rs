@@ -287,7 +287,25 @@ pub enum ApiResponse {
 
 /// Encodes a client request: [`API_TAG`] then postcard.
 pub fn encode_request(request: &ApiRequest) -> Result<Bytes, postcard::Error> {
-    let body = postcard::to_stdvec(request)?;
+    tagged(request)
+}
+
+/// [`ApiRequest`] by reference, encoded identically (same variants in the
+/// same order), so a call is encoded without copying its payload.
+#[derive(Serialize)]
+enum ApiRequestRef<'a> {
+    #[allow(dead_code)]
+    Topology,
+    Call(&'a Call),
+}
+
+/// Encodes `ApiRequest::Call(call.clone())` without the clone.
+pub fn encode_call(call: &Call) -> Result<Bytes, postcard::Error> {
+    tagged(&ApiRequestRef::Call(call))
+}
+
+fn tagged<T: Serialize>(value: &T) -> Result<Bytes, postcard::Error> {
+    let body = postcard::to_stdvec(value)?;
     let mut out = BytesMut::with_capacity(body.len() + 1);
     out.put_u8(API_TAG);
     out.put_slice(&body);
@@ -341,6 +359,15 @@ mod tests {
         // Node-to-node requests start with a small enum tag, never API_TAG.
         assert!(!is_api_request(&[0, 1, 2]));
         assert!(decode_request(&[0, 1]).is_err());
+    }
+
+    #[test]
+    fn a_call_encodes_the_same_by_reference() {
+        let c = call();
+        assert_eq!(
+            encode_call(&c).expect("encodes"),
+            encode_request(&ApiRequest::Call(c)).expect("encodes")
+        );
     }
 
     #[test]

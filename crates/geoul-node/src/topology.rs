@@ -140,4 +140,10 @@ mod tests {
         }
         assert_eq!(replication_of_summary("factorx/one"), None);
     }
+
+    // A summary the store produces must fit node metadata: checked when
+    // the crate compiles.
+    const _: () = assert!(
+        geoul_store::SUMMARY_BYTES_MAX <= geoul_membership::meta::TABLE_SUMMARY_BYTES_MAX
+    );
 }

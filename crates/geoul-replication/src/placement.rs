@@ -245,6 +245,15 @@ impl Placement {
             .collect()
     }
 
+    /// Names of `slot`'s replicas of `table` in rendezvous preference order,
+    /// without copying (for callers that go over many slots).
+    pub fn replica_names(&self, table: &str, slot: Slot) -> impl Iterator<Item = &str> + '_ {
+        self.maps
+            .get(table)
+            .into_iter()
+            .flat_map(move |map| map.replicas(slot))
+    }
+
     /// Every node holding part of `table` (for scans that cover all slots).
     pub fn hosts(&self, table: &str) -> Vec<Route> {
         let mut hosts: Vec<Route> = self

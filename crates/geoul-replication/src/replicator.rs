@@ -253,6 +253,11 @@ impl<L: ReplicaLink> Replicator<L> {
         out
     }
 
+    /// The current placement.
+    pub(crate) fn placement_now(&self) -> Arc<Placement> {
+        self.placement.borrow().clone()
+    }
+
     /// This node's name (as placement knows it).
     pub fn placement_me(&self) -> String {
         self.me()

@@ -30,7 +30,10 @@ pub mod value;
 pub use entry::{Entry, Key, KeyError, Origin, Version, KEY_BYTES_MAX};
 pub use hlc::{Clock, ClockSkewError, Hlc, ManualClock, SystemClock, Timestamp};
 pub use index::IndexKeys;
-pub use options::{Ack, Durability, Replication, SpecError, TableOptions, TableSpec, INDEXES_MAX};
+pub use options::{
+    Ack, Durability, Replication, SpecError, TableOptions, TableSpec, INDEXES_MAX,
+    SUMMARY_BYTES_MAX,
+};
 pub use order::{compare_values, values_equal, OrdValue};
 pub use table::{Applied, SweepStats, Table, TableStats, Ttl, Visible};
 pub use table_sync::{

@@ -75,6 +75,10 @@ pub struct TableOptions {
     pub indexes: Vec<String>,
 }
 
+/// Longest [`TableOptions::summary`]: it is gossiped in node metadata, whose
+/// bound (`geoul_membership::TABLE_SUMMARY_BYTES_MAX`) it must not exceed.
+pub const SUMMARY_BYTES_MAX: usize = 64;
+
 impl TableOptions {
     /// A short, stable text form, gossiped so every node can compare
     /// declarations (e.g. `factor3/quorum/disk/ttl-/max-`, then
@@ -98,10 +102,18 @@ impl TableOptions {
             .default_ttl
             .map_or("-".to_string(), |t| format!("{}ms", t.as_millis()));
         let max = self.max_entries.map_or("-".to_string(), |m| m.to_string());
-        let mut summary = format!("{replication}/{ack}/{durability}/ttl{ttl}/max{max}");
+        let head = format!("{replication}/{ack}/{durability}");
+        let mut summary = format!("{head}/ttl{ttl}/max{max}");
         if !self.indexes.is_empty() {
             summary.push_str("/idx:");
             summary.push_str(&self.sorted_indexes().join(","));
+        }
+        if summary.len() > SUMMARY_BYTES_MAX {
+            // Long index lists (or huge limits) would not fit the gossiped
+            // metadata: keep the readable head, which routing parses, and a
+            // hash of the rest, which still tells declarations apart.
+            let hash = xxhash_rust::xxh3::xxh3_64(summary.as_bytes());
+            summary = format!("{head}/h:{hash:016x}");
         }
         summary
     }
@@ -343,6 +355,20 @@ mod tests {
             indexed(&["region", "mode"]).options.summary(),
             "factor3/quorum/disk/ttl-/max-/idx:mode,region"
         );
+    }
+
+    #[test]
+    fn long_summaries_are_hashed_to_fit_the_gossip_bound() {
+        let many = indexed(&["mode", "region", "state", "spectators", "rating", "players"]);
+        let summary = many.options.summary();
+        assert!(summary.len() <= SUMMARY_BYTES_MAX, "{summary}");
+        assert!(summary.starts_with("factor3/quorum/disk/h:"), "{summary}");
+        let other = indexed(&["mode", "region", "state", "spectators", "rating", "map"]);
+        assert_ne!(summary, other.options.summary());
+        let mut huge = spec("kv").options;
+        huge.max_entries = Some(u64::MAX);
+        huge.default_ttl = Some(std::time::Duration::from_millis(u64::MAX));
+        assert!(huge.summary().len() <= SUMMARY_BYTES_MAX);
     }
 
     #[test]

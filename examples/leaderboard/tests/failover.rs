@@ -142,7 +142,8 @@ async fn wait_ready(client: &Client, nodes: usize, dir: &Path) {
         }
         assert!(
             Instant::now() < deadline,
-            "cluster never became ready: {t:?}"
+            "cluster never became ready: {t:?}\n{}",
+            logs(dir)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

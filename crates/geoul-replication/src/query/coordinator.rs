@@ -5,7 +5,7 @@
 //! asking them in parallel, re-asking other replicas for slots a node did not
 //! serve, and merging the pages. Does not own: what one node does (`local`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::{local_query, QueryError, QueryPage, QueryResult, SlotSet};
 use crate::messages::ReplicaLink;
-use crate::placement::Route;
+use crate::placement::{Placement, Route};
 use crate::replicator::Replicator;
 
 /// Rounds of re-asking other replicas for slots nobody served yet.
@@ -33,32 +33,33 @@ impl<L: ReplicaLink> Replicator<L> {
             .table(&query.table)
             .ok_or_else(|| QueryError::UnknownTable(query.table.clone()))?;
         let deadline = Instant::now() + timeout;
-        let me = self.me();
+        let placement = self.placement_now();
+        let me = placement.me().to_string();
+        let hosts = placement.hosts(&query.table);
         let mut missing = SlotSet::full(SLOT_COUNT);
-        let mut tried: HashSet<(String, u16)> = HashSet::new();
+        // Per host (index into `hosts`): slots it was already asked for.
+        let mut tried: Vec<SlotSet> = vec![SlotSet::empty(); hosts.len()];
         let mut pages: Vec<QueryPage> = Vec::new();
-        let mut nodes: HashSet<String> = HashSet::new();
+        let mut asked: HashSet<usize> = HashSet::new();
         for _ in 0..ROUNDS_MAX {
             if missing.is_empty() || Instant::now() >= deadline {
                 break;
             }
-            let assignment = self.assign(&handle, &missing, &tried, &me);
+            let assignment = assign(&placement, &handle, &hosts, &missing, &tried, &me);
             if assignment.is_empty() {
                 break;
             }
             let mut pending = FuturesUnordered::new();
-            for (route, slots) in assignment {
-                for s in slots.iter() {
-                    tried.insert((route.name.clone(), s));
-                }
-                nodes.insert(route.name.clone());
+            for (host, slots) in assignment {
+                tried[host].union_with(&slots);
+                asked.insert(host);
+                let route = &hosts[host];
                 if route.name == me {
                     let now = self.store().hlc().wall_ms();
                     pages.push(local_query(&handle, query, &slots, now)?);
                 } else {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let fut = self.link().query(route.addr, query.clone(), slots, left);
-                    pending.push(fut);
+                    pending.push(self.link().query(route.addr, query.clone(), slots, left));
                 }
             }
             while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, pending.next()).await {
@@ -72,45 +73,7 @@ impl<L: ReplicaLink> Replicator<L> {
             }
             missing = SlotSet::full(SLOT_COUNT).minus(&served);
         }
-        Ok(self.merge(query, pages, missing, nodes.len()))
-    }
-
-    /// Each slot of `missing` to one replica that serves it and was not tried
-    /// for it yet: this node first, then nodes already chosen, then others in
-    /// routing order (alive, healthy, not syncing first).
-    fn assign(
-        &self,
-        handle: &crate::TableHandle,
-        missing: &SlotSet,
-        tried: &HashSet<(String, u16)>,
-        me: &str,
-    ) -> Vec<(Route, SlotSet)> {
-        let mut chosen: BTreeMap<String, (Route, SlotSet)> = BTreeMap::new();
-        for s in missing.iter() {
-            let Some(slot) = Slot::new(s) else { continue };
-            let candidates: Vec<Route> = self
-                .replicas(handle, slot)
-                .into_iter()
-                .filter(|r| !tried.contains(&(r.name.clone(), s)))
-                .collect();
-            let pick = candidates
-                .iter()
-                .find(|r| r.name == me && handle.sync().serves(slot))
-                .or_else(|| {
-                    candidates
-                        .iter()
-                        .find(|r| chosen.contains_key(&r.name) && r.alive && !r.syncing)
-                })
-                .or_else(|| candidates.iter().find(|r| r.name != me));
-            if let Some(route) = pick {
-                chosen
-                    .entry(route.name.clone())
-                    .or_insert_with(|| (route.clone(), SlotSet::empty()))
-                    .1
-                    .insert(s);
-            }
-        }
-        chosen.into_values().collect()
+        Ok(self.merge(query, pages, missing, asked.len()))
     }
 
     fn merge(
@@ -163,4 +126,65 @@ impl<L: ReplicaLink> Replicator<L> {
             examined,
         }
     }
+}
+
+/// Each slot of `missing` to one replica (index into `hosts`) that was not
+/// asked for it yet: this node first when it serves the slot, then a node
+/// already chosen in this round, then the first live, healthy, not syncing
+/// replica, then any. Goes over 4096 slots per query, so it copies nothing.
+fn assign(
+    placement: &Placement,
+    handle: &crate::TableHandle,
+    hosts: &[Route],
+    missing: &SlotSet,
+    tried: &[SlotSet],
+    me: &str,
+) -> Vec<(usize, SlotSet)> {
+    let index: HashMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    let table = handle.spec().name.as_str();
+    let ready = |i: usize| {
+        let r = &hosts[i];
+        r.alive && r.healthy && !r.syncing
+    };
+    let mut chosen: Vec<Option<SlotSet>> = vec![None; hosts.len()];
+    let mut candidates: Vec<usize> = Vec::with_capacity(8);
+    for s in missing.iter() {
+        let Some(slot) = Slot::new(s) else { continue };
+        candidates.clear();
+        candidates.extend(
+            placement
+                .replica_names(table, slot)
+                .filter_map(|name| index.get(name).copied())
+                .filter(|i| !tried[*i].contains(slot)),
+        );
+        let pick = candidates
+            .iter()
+            .copied()
+            .find(|i| hosts[*i].name == me && handle.sync().serves(slot))
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|i| chosen[*i].is_some() && ready(*i))
+            })
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|i| hosts[*i].name != me && ready(*i))
+            })
+            .or_else(|| candidates.iter().copied().find(|i| hosts[*i].name != me));
+        if let Some(i) = pick {
+            chosen[i].get_or_insert_with(SlotSet::empty).insert(s);
+        }
+    }
+    chosen
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, slots)| slots.map(|s| (i, s)))
+        .collect()
 }

@@ -5,7 +5,9 @@
 //!
 //! Plans, cheapest first for the usual game searches:
 //! * `eq` — an indexed `=`/`in` that selects few entries (probed by walking at
-//!   most [`EQ_PROBE`] keys of it);
+//!   most [`EQ_PROBE`] keys of it), or any indexed `=`/`in` when the query
+//!   has no `order by` (keys of one value come in key order, the result's
+//!   order, so each value's walk stops after `limit` matches);
 //! * `order` — walk the index of the first `order by` field in query order and
 //!   stop as soon as `limit` rows matched and the field's value changes: for
 //!   "best 20 of a large, loosely filtered set" this reads a few hundred keys.
@@ -27,7 +29,7 @@ use super::{QueryError, QueryPage, SlotSet};
 use crate::local::TableHandle;
 
 /// Keys of an equality hint walked to estimate its size.
-pub const EQ_PROBE: usize = 4096;
+pub const EQ_PROBE: usize = 1024;
 
 /// Keys the `order` plan may read before giving up on it.
 pub fn order_budget(limit: usize) -> usize {
@@ -89,10 +91,10 @@ impl Run<'_> {
     /// Offers one candidate; returns whether it matched (and its first order
     /// value, for the early stop of the order plan).
     fn visit(&mut self, table: &Table, key: &[u8]) -> Option<Option<Value>> {
-        self.examined += 1;
         if !self.served.contains(slot_of(key)) {
             return None;
         }
+        self.examined += 1;
         let visible = table.get(key, self.now_ms)?;
         let doc = visible.value.decode().ok()?;
         if self.filter.is_some_and(|f| !f.matches(&doc)) {
@@ -176,6 +178,26 @@ pub fn local_query(
 
 /// Plans to try in order (the last one always completes).
 fn choose(table: &Table, query: &Query, hints: &[Hint]) -> Vec<Plan> {
+    if query.order.is_empty() {
+        // Any indexed equality stops early (see `execute`): no need to probe.
+        let eq = hints
+            .iter()
+            .filter(|h| table.has_index(h.field()))
+            .filter_map(|h| match h {
+                Hint::Eq { field, values } => Some((field, values)),
+                Hint::Range { .. } => None,
+            })
+            .min_by_key(|(_, values)| values.len());
+        if let Some((field, values)) = eq {
+            return vec![
+                Plan::Eq {
+                    field: field.clone(),
+                    values: values.clone(),
+                },
+                Plan::Scan,
+            ];
+        }
+    }
     let mut best_eq: Option<(usize, Plan)> = None;
     let mut range: Option<Plan> = None;
     for hint in hints {
@@ -250,6 +272,10 @@ fn execute(
 ) -> bool {
     match plan {
         Plan::Eq { field, values } => {
+            // Keys holding one value come in key order, which is the result's
+            // order when the query has no `order by`: then each value's walk
+            // stops after `limit` matches.
+            let by_key = run.order.is_empty();
             let table = handle.lock();
             for v in values {
                 let Some(keys) =
@@ -257,8 +283,14 @@ fn execute(
                 else {
                     return false;
                 };
+                let mut matched = 0usize;
                 for key in keys {
-                    run.visit(&table, key);
+                    if run.visit(&table, key).is_some() {
+                        matched += 1;
+                        if by_key && matched >= limit {
+                            break;
+                        }
+                    }
                 }
             }
             true
