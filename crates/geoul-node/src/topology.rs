@@ -143,7 +143,6 @@ mod tests {
 
     // A summary the store produces must fit node metadata: checked when
     // the crate compiles.
-    const _: () = assert!(
-        geoul_store::SUMMARY_BYTES_MAX <= geoul_membership::meta::TABLE_SUMMARY_BYTES_MAX
-    );
+    const _: () =
+        assert!(geoul_store::SUMMARY_BYTES_MAX <= geoul_membership::meta::TABLE_SUMMARY_BYTES_MAX);
 }
