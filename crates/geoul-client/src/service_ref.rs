@@ -222,12 +222,36 @@ impl ServiceRef {
             .map_err(|e| CallError::Codec(format!("{} answered something else: {e}", self.name)))
     }
 
+    /// A call whose request and response are JSON (any service whose types
+    /// are serde types accepts it): for tools and other languages.
+    pub async fn call_json(
+        &self,
+        key: Option<&[u8]>,
+        request: &str,
+        options: CallOptions,
+    ) -> Result<String, CallError> {
+        let reply = self
+            .call_encoded(key, request.as_bytes().to_vec(), options, true)
+            .await?;
+        String::from_utf8(reply).map_err(|e| CallError::Codec(e.to_string()))
+    }
+
     /// A call with an already encoded request; returns the encoded response.
     pub async fn call_raw(
         &self,
         key: Option<&[u8]>,
         payload: Vec<u8>,
         options: CallOptions,
+    ) -> Result<Vec<u8>, CallError> {
+        self.call_encoded(key, payload, options, false).await
+    }
+
+    async fn call_encoded(
+        &self,
+        key: Option<&[u8]>,
+        payload: Vec<u8>,
+        options: CallOptions,
+        json: bool,
     ) -> Result<Vec<u8>, CallError> {
         let timeout = options.timeout.unwrap_or(self.timeout);
         let started = Instant::now();
@@ -246,6 +270,7 @@ impl ServiceRef {
                 .as_ref()
                 .map(|s| s.floor(key))
                 .unwrap_or_default(),
+            json,
         };
         call.validate().map_err(CallError::BadRequest)?;
         let mut refused: Vec<String> = Vec::new();
@@ -427,6 +452,7 @@ impl ServiceRef {
                 .clamp(1, CALL_TIMEOUT_MAX_MS),
             idempotency_key: None,
             session: Default::default(),
+            json: false,
         };
         encode_request(&ApiRequest::Call(call)).map_err(|e| CallError::Codec(e.to_string()))
     }

@@ -73,6 +73,9 @@ pub struct Call {
     pub idempotency_key: Option<Vec<u8>>,
     /// What the caller's session has seen.
     pub session: SessionFloor,
+    /// The payload (and the reply) are JSON instead of postcard: for tools
+    /// and languages without the service's Rust types (`geoul call`).
+    pub json: bool,
 }
 
 impl Call {
@@ -347,6 +350,7 @@ mod tests {
             timeout_ms: 1000,
             idempotency_key: None,
             session: SessionFloor::default(),
+            json: false,
         }
     }
 

@@ -381,6 +381,7 @@ pub fn encode_call(request: &KvRequest) -> Result<bytes::Bytes, String> {
         timeout_ms,
         idempotency_key: None,
         session: Default::default(),
+        json: false,
     };
     geoul_client::wire::encode_request(&geoul_client::wire::ApiRequest::Call(call))
         .map_err(|e| e.to_string())

@@ -281,7 +281,8 @@ impl ServiceHost {
             trail: trail.clone(),
         };
         let name = hosted.service.name().to_string();
-        let future = AssertUnwindSafe(hosted.service.call(ctx, call.payload)).catch_unwind();
+        let future =
+            AssertUnwindSafe(hosted.service.call(ctx, call.payload, call.json)).catch_unwind();
         match tokio::time::timeout_at(deadline, future).await {
             Err(_) => failed(Failure::DeadlineExceeded),
             Ok(Err(panic)) => {

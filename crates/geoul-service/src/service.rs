@@ -168,11 +168,12 @@ pub trait DynService: Send + Sync + 'static {
     fn tables(&self) -> Vec<TableSpec>;
     /// See [`Service::limits`].
     fn limits(&self) -> Limits;
-    /// Decodes, handles, encodes.
+    /// Decodes, handles, encodes (postcard, or JSON when `json`).
     fn call(
         &self,
         ctx: Context,
         payload: Vec<u8>,
+        json: bool,
     ) -> BoxFuture<'static, Result<Vec<u8>, CallFault>>;
 }
 
@@ -206,16 +207,24 @@ impl<S: Service> DynService for Erased<S> {
         &self,
         ctx: Context,
         payload: Vec<u8>,
+        json: bool,
     ) -> BoxFuture<'static, Result<Vec<u8>, CallFault>> {
         let service = self.0.clone();
         Box::pin(async move {
-            let request: S::Request =
-                postcard::from_bytes(&payload).map_err(|e| CallFault::Decode(e.to_string()))?;
+            let request: S::Request = if json {
+                serde_json::from_slice(&payload).map_err(|e| CallFault::Decode(e.to_string()))?
+            } else {
+                postcard::from_bytes(&payload).map_err(|e| CallFault::Decode(e.to_string()))?
+            };
             let response = service
                 .handle(ctx, request)
                 .await
                 .map_err(CallFault::Handler)?;
-            postcard::to_stdvec(&response).map_err(|e| CallFault::Encode(e.to_string()))
+            if json {
+                serde_json::to_vec(&response).map_err(|e| CallFault::Encode(e.to_string()))
+            } else {
+                postcard::to_stdvec(&response).map_err(|e| CallFault::Encode(e.to_string()))
+            }
         })
     }
 }

@@ -250,6 +250,7 @@ fn docs_call(request: &DocsRequest) -> ApiRequest {
         timeout_ms: 2_000,
         idempotency_key: None,
         session: Default::default(),
+        json: false,
     })
 }
 

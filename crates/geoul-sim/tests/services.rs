@@ -18,6 +18,7 @@ fn call(request: &EchoRequest, key: &str, idem: Option<&str>) -> ApiRequest {
         timeout_ms: 5_000,
         idempotency_key: idem.map(|k| k.as_bytes().to_vec()),
         session: Default::default(),
+        json: false,
     })
 }
 
@@ -242,6 +243,7 @@ fn kv_call(request: &geoul_node::kv::KvRequest, key: &str, floor: Option<Touch>)
             hlc: floor.as_ref().map_or(0, |t| t.version.ts),
             floors: floor.into_iter().collect(),
         },
+        json: false,
     })
 }
 

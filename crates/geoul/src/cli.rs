@@ -33,9 +33,41 @@ pub enum Command {
     /// Read and write the replicated key-value store (the `kv` service).
     #[command(after_help = KV_EXIT_CODES)]
     Kv(KvArgs),
+    /// Call any service by name; the request and the reply are JSON.
+    #[command(after_help = CALL_HELP)]
+    Call(CallArgs),
     /// Run a distributed query: 'TABLE [where FILTER] [order by F [asc|desc],…] [limit N]'.
     #[command(after_help = QUERY_HELP)]
     Query(QueryArgs),
+}
+
+/// What `geoul call --help` adds.
+const CALL_HELP: &str = "Example: geoul call leaderboard --key season-1/ana \
+'{\"Score\": {\"board\": \"season-1\", \"player\": \"ana\"}}'\n\
+The JSON is the service's request type as serde writes it. Exit codes: 0 ok (the reply is \
+printed), 1 runtime failure (e.g. rejected by the service, with its reason), 2 usage error.";
+
+/// `geoul call`.
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Service name.
+    pub service: String,
+    /// The request, as JSON.
+    pub request: String,
+    /// Routing key: the call goes to this key's replicas (else any host).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Retries with this key are applied at most once.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// The request is safe to apply twice: retry it on another node on any failure.
+    #[arg(long)]
+    pub idempotent: bool,
+    /// Deadline (e.g. 500ms, 2s; at most 60s).
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Duration,
 }
 
 /// What `geoul query --help` adds.

@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 runtime failure (one-line reason), 2 usage/config error.
 
 mod bench;
+mod call_cmd;
 mod cli;
 mod cluster_client;
 mod kv_cmd;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Kv(args) => kv_cmd::run(args),
         cli::Command::Query(args) => query_cmd::run(args),
+        cli::Command::Call(args) => call_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

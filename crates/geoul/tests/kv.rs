@@ -479,6 +479,26 @@ fn queries_from_the_cli_and_the_admin_http() {
     assert!(out.stderr.contains('^'), "{out:?}");
     // A table nobody declares: a runtime failure on one line.
     fails_with(query_cli(&cluster, &["nope where x = 1"]), 1, "table nope");
+    // Any service is callable by name with JSON.
+    let node = &cluster.nodes[0];
+    let (addr, secret) = (node.cluster.to_string(), node.secret_file.to_string_lossy());
+    let call = |args: &[&str]| {
+        let mut full = vec!["call", "--cluster", &addr, "--cluster-secret-file", &secret];
+        full.extend_from_slice(args);
+        run_geoul(&full, &[], cluster.dir.path(), CLI_LIMIT)
+    };
+    let get =
+        r#"{"Get": {"key": [105, 110, 115, 116, 47, 51], "level": "one", "timeout_ms": 1000}}"#;
+    let reply = json(call(&["kv", "--key", "inst/3", get]));
+    assert_eq!(reply["Value"]["value"], "asia", "{reply}");
+    fails_with(call(&["nope", "{}"]), 1, "unknown service");
+    fails_with(
+        call(&["kv", r#"{"Nope": 1}"#]),
+        1,
+        "not a request of service kv",
+    );
+    let out = call(&["kv", "{not json"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
     // The admin HTTP answers the same query.
     let url = format!("{}/query", cluster.nodes[1].admin_url());
     let agent = ureq::AgentBuilder::new()
