@@ -21,7 +21,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use super::call_drivers::{connect_raw, connect_refs, RawDriver, RefDriver};
-use super::kv::{KvCtx, REQUEST_DEADLINE};
+use super::kv::{duration_flag, KvCtx, REQUEST_DEADLINE};
 use super::kv_geoul::{wait_placed, GeoulCluster, KvSettings};
 use super::kv_hist::Histogram;
 use super::kv_load::{Op, Outcome, Phase, Work};
@@ -144,21 +144,7 @@ pub fn run(args: CallBenchArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::Runtime(format!("starting the async runtime: {e}")))?;
     let report = measure(&ctx, &rt, &args).map_err(|e| ctx.failure(e))?;
-    if !args.keep_logs {
-        if let Err(e) = std::fs::remove_dir_all(&ctx.dir) {
-            ctx.progress(&format!("could not remove {}: {e}", ctx.dir.display()));
-        }
-    }
-    if args.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Failure::Runtime(format!("encoding JSON: {e}")))?;
-        println!("{text}");
-    } else {
-        print!("{}", render(&report));
-        let what = if args.keep_logs { "kept" } else { "removed" };
-        println!("logs: {} ({what})", ctx.dir.display());
-    }
-    Ok(())
+    super::kv::finish_report(&ctx, args.keep_logs, args.json, &report, render)
 }
 
 fn work(args: &CallBenchArgs) -> Work {
@@ -406,15 +392,6 @@ fn work_text(work: Work) -> String {
         Work::PerClient(n) => format!("{n} requests per client per phase"),
         Work::LoadAll(n) => format!("{n} keys written once each"),
         Work::LoadRange(from, to) => format!("keys {from}..{to} written once each"),
-    }
-}
-
-/// A duration as `--duration` takes it back.
-pub fn duration_flag(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

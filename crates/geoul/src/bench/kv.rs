@@ -298,12 +298,40 @@ fn work_text(work: Work) -> String {
     }
 }
 
-fn duration_flag(d: Duration) -> String {
+/// A duration as `--duration` takes it back (shared by the bench commands).
+pub fn duration_flag(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
     }
+}
+
+/// Removes the bench's directory unless asked to keep it, then prints
+/// `report` as JSON or as `text` with where the logs are (shared by the
+/// bench commands).
+pub fn finish_report<R: serde::Serialize>(
+    ctx: &KvCtx,
+    keep_logs: bool,
+    json: bool,
+    report: &R,
+    text: impl FnOnce(&R) -> String,
+) -> Result<(), Failure> {
+    if !keep_logs {
+        if let Err(e) = std::fs::remove_dir_all(&ctx.dir) {
+            ctx.progress(&format!("could not remove {}: {e}", ctx.dir.display()));
+        }
+    }
+    if json {
+        let encoded = serde_json::to_string_pretty(report)
+            .map_err(|e| Failure::Runtime(format!("encoding JSON: {e}")))?;
+        println!("{encoded}");
+    } else {
+        print!("{}", text(report));
+        let what = if keep_logs { "kept" } else { "removed" };
+        println!("logs: {} ({what})", ctx.dir.display());
+    }
+    Ok(())
 }
 
 /// `exe bench kv` with every setting that shapes the result spelled out.

@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail};
 use geoul_query::{parse_query, Query};
 use serde::Serialize;
 
-use super::call::duration_flag;
+use super::kv::duration_flag;
 use super::kv::{KvCtx, REQUEST_DEADLINE};
 use super::kv_geoul::{rss_bytes, wait_placed};
 use super::kv_load::{key_name, Op, Outcome, Phase, Work};
@@ -162,21 +162,7 @@ pub fn run(args: QueryBenchArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::Runtime(format!("starting the async runtime: {e}")))?;
     let report = measure(&ctx, &rt, &args, &shapes).map_err(|e| ctx.failure(e))?;
-    if !args.keep_logs {
-        if let Err(e) = std::fs::remove_dir_all(&ctx.dir) {
-            ctx.progress(&format!("could not remove {}: {e}", ctx.dir.display()));
-        }
-    }
-    if args.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Failure::Runtime(format!("encoding JSON: {e}")))?;
-        println!("{text}");
-    } else {
-        print!("{}", render(&report));
-        let what = if args.keep_logs { "kept" } else { "removed" };
-        println!("logs: {} ({what})", ctx.dir.display());
-    }
-    Ok(())
+    super::kv::finish_report(&ctx, args.keep_logs, args.json, &report, render)
 }
 
 /// The kv table `args` ask for.
