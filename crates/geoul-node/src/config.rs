@@ -110,6 +110,8 @@ pub struct RawConfig {
     pub membership: Option<RawMembership>,
     /// `kv` table options.
     pub kv: Option<RawKv>,
+    /// Auth service settings (`[auth]`).
+    pub auth: Option<geoul_auth::AuthConfig>,
     /// fsync period of the durable store in ms; 0 = fsync every batch.
     pub fsync_period_ms: Option<u64>,
     /// Clock-skew allowance in ms (expiry margin, most a peer clock may lead).
@@ -148,6 +150,7 @@ impl RawConfig {
             log_format,
             membership,
             kv,
+            auth,
             fsync_period_ms,
             skew_margin_ms,
             sync
@@ -181,6 +184,8 @@ pub struct NodeConfig {
     pub membership: MembershipConfig,
     /// `kv` table options.
     pub kv: TableOptions,
+    /// Auth service settings.
+    pub auth: geoul_auth::AuthConfig,
     /// Durable store fsync policy.
     pub sync: SyncPolicy,
     /// Clock-skew allowance.
@@ -367,6 +372,12 @@ impl NodeConfig {
             log_format: raw.log_format.unwrap_or_default(),
             membership: membership_config(raw.membership)?,
             kv: kv_options(raw.kv)?,
+            auth: {
+                let auth = raw.auth.unwrap_or_default();
+                auth.validate()
+                    .map_err(|(field, reason)| invalid(&field, reason))?;
+                auth
+            },
             sync: match raw.fsync_period_ms {
                 None | Some(0) => SyncPolicy::EveryBatch,
                 Some(ms) if ms > FSYNC_PERIOD_MAX_MS => {

@@ -220,6 +220,9 @@ impl<N: Net> Node<N> {
         replication_metrics.register(&mut registry);
         sync_metrics.register(&mut registry);
         service_metrics.register(&mut registry);
+        for service in &params.services {
+            service.register_metrics(&mut registry);
+        }
         registry.register_collector(Box::new(crate::metrics::StoreCollector { store, sweep }));
         registry.register_collector(Box::new(TransportCollector(transport.metrics())));
         tracing::info!(

@@ -90,6 +90,10 @@ pub trait Service: Send + Sync + 'static {
         Limits::default()
     }
 
+    /// Registers the service's own metrics in the node's registry (served
+    /// at `/metrics`). Called once when the node starts.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
+
     /// Serves one request.
     fn handle(
         &self,
@@ -168,6 +172,8 @@ pub trait DynService: Send + Sync + 'static {
     fn tables(&self) -> Vec<TableSpec>;
     /// See [`Service::limits`].
     fn limits(&self) -> Limits;
+    /// See [`Service::register_metrics`].
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry);
     /// Decodes, handles, encodes (postcard, or JSON when `json`).
     fn call(
         &self,
@@ -201,6 +207,10 @@ impl<S: Service> DynService for Erased<S> {
 
     fn limits(&self) -> Limits {
         self.0.limits()
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.0.register_metrics(registry);
     }
 
     fn call(

@@ -39,6 +39,26 @@ pub enum Command {
     /// Run a distributed query: 'TABLE [where FILTER] [order by F [asc|desc],…] [limit N]'.
     #[command(after_help = QUERY_HELP)]
     Query(QueryArgs),
+    /// Accounts and sessions (the `auth` service).
+    #[command(after_help = crate::auth_cmd::AUTH_HELP)]
+    Auth(crate::auth_cmd::AuthArgs),
+    /// Load generators against a running cluster (bounded in count and time).
+    Load(LoadArgs),
+}
+
+/// `geoul load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    #[command(subcommand)]
+    pub command: LoadCommand,
+}
+
+/// What `geoul load` can simulate.
+#[derive(Subcommand, Debug)]
+pub enum LoadCommand {
+    /// Player lifecycles against `auth`: login, a validation per server move,
+    /// refresh, logout; a table of ops/s, p50/p99 and errors at the end.
+    Auth(crate::load_auth::AuthLoadArgs),
 }
 
 /// What `geoul call --help` adds.
@@ -144,6 +164,9 @@ pub struct UpArgs {
     /// Seconds to wait for the cluster to converge before giving up.
     #[arg(long, default_value_t = 60)]
     pub converge_timeout_s: u64,
+    /// Built-in services every node hosts.
+    #[arg(long, value_delimiter = ',', default_value = "kv,auth")]
+    pub services: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -202,8 +202,10 @@ pub fn spawn(
     all: &[SocketAddr],
     dir: &Path,
     secret: &Path,
+    services: &[String],
 ) -> Result<Running, Failure> {
     let mut cmd = node_command(&p, all, dir, secret, LogMode::Truncate)?;
+    cmd.arg("--services").arg(services.join(","));
     signal_on_parent_death(&mut cmd, libc::SIGTERM);
     let child = cmd
         .spawn()

@@ -3,11 +3,13 @@
 //! Only this edge knows about processes, signals, exit codes and terminals.
 //! Exit codes: 0 ok, 1 runtime failure (one-line reason), 2 usage/config error.
 
+mod auth_cmd;
 mod bench;
 mod call_cmd;
 mod cli;
 mod cluster_client;
 mod kv_cmd;
+mod load_auth;
 mod local_cluster;
 mod logging;
 mod node_cmd;
@@ -45,6 +47,10 @@ fn main() -> ExitCode {
         cli::Command::Kv(args) => kv_cmd::run(args),
         cli::Command::Query(args) => query_cmd::run(args),
         cli::Command::Call(args) => call_cmd::run(args),
+        cli::Command::Auth(args) => auth_cmd::run(args),
+        cli::Command::Load(args) => match args.command {
+            cli::LoadCommand::Auth(a) => load_auth::run(a),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,7 @@ fn flags(args: &NodeArgs) -> Result<RawConfig, Failure> {
         log_format,
         membership: None,
         kv: None,
+        auth: None,
         fsync_period_ms: None,
         skew_margin_ms: None,
         sync: None,
@@ -65,7 +66,7 @@ pub fn run(args: NodeArgs) -> Result<(), Failure> {
 }
 
 async fn serve(config: NodeConfig, secret: ClusterSecret) -> anyhow::Result<()> {
-    let services = geoul_node::builtin::services(&config);
+    let services = geoul_node::builtin::services(&config)?;
     let (stopped, stop) = tokio::sync::oneshot::channel::<()>();
     let signals = tokio::spawn(async move {
         let outcome = wait_for_stop_signal().await;

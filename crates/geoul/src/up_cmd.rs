@@ -45,7 +45,7 @@ pub fn run(args: UpArgs) -> Result<(), Failure> {
     let all: Vec<SocketAddr> = planned.iter().map(|p| p.cluster).collect();
     let mut nodes = Vec::new();
     for p in planned {
-        nodes.push(spawn(p, &all, &args.data_dir, &secret)?);
+        nodes.push(spawn(p, &all, &args.data_dir, &secret, &args.services)?);
     }
     let deadline = Instant::now() + Duration::from_secs(args.converge_timeout_s);
     while !converged(&nodes) {

@@ -212,6 +212,7 @@ fn node_with_wrong_secret_is_refused_and_cluster_is_unaffected() {
         secret_file: wrong,
         seeds: c.nodes.iter().map(|n| n.cluster).collect(),
         netns: None,
+        extra_args: Vec::new(),
     };
     intruder.start();
     support::wait_for(

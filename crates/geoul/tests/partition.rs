@@ -118,6 +118,7 @@ fn cluster_in(net: &Net) -> Cluster {
             secret_file: secret.clone(),
             seeds: (1..=3).filter(|j| *j != i).map(|j| addr(j, 7000)).collect(),
             netns: Some(net.ns(i)),
+            extra_args: Vec::new(),
         })
         .collect();
     let mut cluster = Cluster { dir, nodes };

@@ -51,6 +51,8 @@ pub struct NodeProc {
     pub seeds: Vec<SocketAddr>,
     /// Network namespace to run in (`ip netns exec`), if any.
     pub netns: Option<String>,
+    /// More `geoul node` arguments (e.g. `--services kv,auth`).
+    pub extra_args: Vec<String>,
 }
 
 impl NodeProc {
@@ -93,6 +95,7 @@ impl NodeProc {
             let seeds: Vec<String> = self.seeds.iter().map(ToString::to_string).collect();
             cmd.args(["--seeds", &seeds.join(",")]);
         }
+        cmd.args(&self.extra_args);
         self.child = Some(cmd.spawn().expect("spawn geoul node"));
     }
 
@@ -180,6 +183,11 @@ pub fn write_secret(dir: &Path, name: &str, secret: &str) -> PathBuf {
 impl Cluster {
     /// Starts `n` nodes and waits until all see all alive.
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, &[])
+    }
+
+    /// [`Cluster::start`] with more `geoul node` arguments for every node.
+    pub fn start_with(n: usize, extra_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let secret = write_secret(dir.path(), "secret", "test-cluster-secret-0123456789abcdef");
         let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n)
@@ -205,6 +213,7 @@ impl Cluster {
                     .filter(|c| c != cluster)
                     .collect(),
                 netns: None,
+                extra_args: extra_args.iter().map(ToString::to_string).collect(),
             })
             .collect();
         let mut cluster = Self { dir, nodes };
@@ -228,6 +237,7 @@ impl Cluster {
             secret_file: self.nodes[0].secret_file.clone(),
             seeds,
             netns: None,
+            extra_args: self.nodes[0].extra_args.clone(),
         };
         node.start();
         self.nodes.push(node);

@@ -22,9 +22,11 @@ use support::{cluster_secret, kv_call, kv_client, Cluster, KvClient, WAIT};
 /// Entries loaded before the interesting part: 30k in CI (a debug build on 2
 /// cores); `GEOUL_SYNC_KEYS=1000000 cargo test --release -p geoul --test sync`
 /// runs the same checks at the full size.
-/// Bound on one sync: the usual wait, longer for on-demand large runs.
+/// Bound on one sync: generous (a liveness bound, not a speed check: with the
+/// other test's cluster on the same 2 cores a debug-build sync of 30k keys
+/// under load has taken over 30 s), longer for on-demand large runs.
 fn sync_wait(keys: usize) -> Duration {
-    WAIT.max(Duration::from_secs((keys / 5_000) as u64))
+    (WAIT * 3).max(Duration::from_secs((keys / 5_000) as u64))
 }
 
 fn keys() -> usize {

@@ -78,7 +78,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut services = geoul_node::builtin::services(&config);
+    let mut services = match geoul_node::builtin::services(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("leaderboard-node: {e}");
+            return ExitCode::from(1);
+        }
+    };
     services.push(geoul_service::hosted(leaderboard::Leaderboard));
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -430,7 +430,17 @@ impl<L: ReplicaLink> Inner<L> {
                     .count()
                     >= self.sources_needed(&p, &handle, slot);
                 let nothing_to_merge = theirs.iter().all(|d| d.digest == mine || d.digest == 0);
-                if equal_serving || (!serving && bootstrap && nothing_to_merge) {
+                // Too few serving copies, but every host answered with a copy
+                // equal to ours: merging every live copy (what a slot sync
+                // would do next) could add nothing. The common case: a new
+                // cluster where one node bootstrapped and the others are empty.
+                let every_copy_equal = all_answered
+                    && theirs.len() == hosts.len()
+                    && theirs.iter().all(|d| d.digest == mine);
+                if equal_serving
+                    || (serving && every_copy_equal)
+                    || (!serving && bootstrap && nothing_to_merge)
+                {
                     if !serving {
                         SyncMetrics::of(&self.metrics.bootstraps, &table).inc();
                     }

@@ -78,7 +78,7 @@ impl Histogram {
         self.max_ns = self.max_ns.max(other.max_ns);
     }
 
-    #[cfg(test)]
+    /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.total
     }

@@ -24,7 +24,7 @@ mod detect;
 mod hog;
 mod kv;
 mod kv_geoul;
-mod kv_hist;
+pub(crate) mod kv_hist;
 mod kv_load;
 mod kv_memory;
 mod kv_redis;

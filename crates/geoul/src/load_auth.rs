@@ -1,0 +1,372 @@
+//! `geoul load auth`: player lifecycles against a running cluster's `auth`
+//! service — register, log in, validate on every server move, refresh, log
+//! out, log in again — bounded in players and time, with a progress line
+//! and a final table of ops/s, p50/p99 per operation and errors by kind.
+//!
+//! Owns: the lifecycle model ([`AuthLoadArgs`]), per-operation latency and
+//! error tallies, rendering. Does not own: the auth service or reaching the
+//! cluster (`cluster_client`).
+//!
+//! Each simulated player is one task: it logs in, then moves between game
+//! servers (one `validate` per move, moves spaced by an exponential delay
+//! with mean `60 s / --moves-per-min`), refreshes its session every
+//! `--refresh-every`, and after about `--session-length` logs out (revoke)
+//! and logs in again. Players register first (argon2id costs the same as a
+//! login; those calls are reported as `register`).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use geoul_auth::{AuthClient, AuthError, Denied, AUTH};
+use rand::{Rng, SeedableRng};
+
+use crate::bench::kv_hist::Histogram;
+use crate::cli::ClusterArgs;
+use crate::cluster_client::{connect_client, load_secret, parse_duration, targets};
+use crate::Failure;
+
+/// Most players one run simulates.
+pub const PLAYERS_MAX: u32 = 1_000_000;
+/// Longest run.
+pub const DURATION_MAX: Duration = Duration::from_secs(3600);
+/// Registrations in flight at once.
+const REGISTER_CONCURRENCY: usize = 64;
+/// Players sharing one `ServiceRef` (a game server's ref serves many).
+const PLAYERS_PER_REF: u32 = 64;
+
+/// `geoul load auth`.
+#[derive(Args, Debug)]
+pub struct AuthLoadArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Simulated players, all live at once.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=i64::from(PLAYERS_MAX)))]
+    pub players: u32,
+    /// Length of the lifecycle phase (after registration), e.g. 30s, 5m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Server moves (validations) per player per minute.
+    #[arg(long, default_value_t = 60.0)]
+    pub moves_per_min: f64,
+    /// Refresh each session this often.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub refresh_every: Duration,
+    /// Mean time between a login and its logout.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub session_length: Duration,
+    /// Username prefix (players are PREFIX-0000001…); default: a random one,
+    /// so runs never collide.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Deadline per call.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// What one operation measured.
+#[derive(Default)]
+struct OpStats {
+    hist: Histogram,
+    errors: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Tally {
+    ops: BTreeMap<&'static str, OpStats>,
+}
+
+impl Tally {
+    fn ok(&mut self, op: &'static str, took: Duration) {
+        self.ops.entry(op).or_default().hist.record(took);
+    }
+
+    fn err(&mut self, op: &'static str, kind: String) {
+        *self
+            .ops
+            .entry(op)
+            .or_default()
+            .errors
+            .entry(kind)
+            .or_default() += 1;
+    }
+}
+
+/// A short name for an error kind (the table's columns).
+fn kind(e: &AuthError) -> String {
+    match e {
+        AuthError::Denied(d) => match d {
+            Denied::InvalidCredentials => "invalid_credentials",
+            Denied::AccountDisabled => "disabled",
+            Denied::RateLimited { .. } => "rate_limited",
+            Denied::InvalidToken => "invalid_token",
+            Denied::RefreshReused => "refresh_reused",
+            Denied::UsernameTaken(_) => "taken",
+            Denied::NoAccount(_) => "no_account",
+            Denied::BadInput(_) => "bad_input",
+        }
+        .into(),
+        AuthError::Call(c) => {
+            let text = c.to_string();
+            let head: String = text
+                .split([':', '('])
+                .next()
+                .unwrap_or("call")
+                .trim()
+                .into();
+            head.replace(' ', "_")
+        }
+        AuthError::Unexpected(_) => "unexpected".into(),
+    }
+}
+
+struct Run {
+    tally: Mutex<Tally>,
+    done: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Run {
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, AuthError>>,
+    ) -> Option<T> {
+        let started = Instant::now();
+        let result = call.await;
+        let took = started.elapsed();
+        self.done.fetch_add(1, Ordering::Relaxed);
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(v) => {
+                tally.ok(op, took);
+                Some(v)
+            }
+            Err(e) => {
+                tally.err(op, kind(&e));
+                None
+            }
+        }
+    }
+}
+
+fn password(i: u32) -> String {
+    format!("load-password-{i}-correct-horse")
+}
+
+/// Exponential delay with the given mean (memoryless arrivals).
+fn exp_delay(rng: &mut impl Rng, mean: Duration) -> Duration {
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    mean.mul_f64(-u.ln()).min(mean * 20)
+}
+
+async fn player(run: Arc<Run>, auth: AuthClient, name: String, i: u32, args: Arc<Lifecycle>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(i));
+    let pw = password(i);
+    while !run.stop.load(Ordering::Relaxed) {
+        let Some(mut tokens) = run.timed("login", auth.login(&name, &pw, None)).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let logout_at = Instant::now() + exp_delay(&mut rng, args.session_length);
+        let mut refresh_at = Instant::now() + args.refresh_every;
+        while !run.stop.load(Ordering::Relaxed) && Instant::now() < logout_at {
+            tokio::time::sleep(exp_delay(&mut rng, args.move_every)).await;
+            if run.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            run.timed("validate", auth.validate(&tokens.token)).await;
+            if Instant::now() >= refresh_at {
+                refresh_at = Instant::now() + args.refresh_every;
+                if let Some(next) = run
+                    .timed("refresh", auth.refresh(&tokens.refresh_token))
+                    .await
+                {
+                    tokens = next;
+                }
+            }
+        }
+        run.timed("logout", auth.revoke(&tokens.token)).await;
+    }
+}
+
+struct Lifecycle {
+    move_every: Duration,
+    refresh_every: Duration,
+    session_length: Duration,
+}
+
+fn progress(label: &str, run: &Run, started: Instant, fraction: f64) {
+    let elapsed = started.elapsed().as_secs_f64();
+    let done = run.done.load(Ordering::Relaxed);
+    let filled = ((fraction.clamp(0.0, 1.0) * 24.0).round() as usize).min(24);
+    let rate = if elapsed > 0.0 {
+        done as f64 / elapsed
+    } else {
+        0.0
+    };
+    eprint!(
+        "\r{label}: [{}{}] {done} ops in {elapsed:.0} s, {rate:.0} ops/s   ",
+        "#".repeat(filled),
+        "-".repeat(24 - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
+    if args.duration.is_zero() || args.duration > DURATION_MAX {
+        return Err(Failure::Usage(
+            "--duration: must be between 1s and 1h".into(),
+        ));
+    }
+    if !(args.moves_per_min > 0.0 && args.moves_per_min <= 60_000.0) {
+        return Err(Failure::Usage(
+            "--moves-per-min: must be in (0, 60000]".into(),
+        ));
+    }
+    let prefix = match &args.prefix {
+        Some(p) if p.is_empty() || p.len() > 20 => {
+            return Err(Failure::Usage("--prefix: 1-20 characters".into()))
+        }
+        Some(p) => p.clone(),
+        None => format!("load{:06x}", rand::rng().random_range(0..0xff_ffff)),
+    };
+    let targets = targets(&args.cluster)?;
+    let secret = load_secret(&args.cluster)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let tally = runtime.block_on(async {
+        let client = connect_client(&targets, &secret).await?;
+        let refs: Vec<AuthClient> = (0..args.players.div_ceil(PLAYERS_PER_REF))
+            .map(|_| AuthClient::new(client.service(AUTH)).with_timeout(args.timeout))
+            .collect();
+        let auth_of = |i: u32| refs[(i / PLAYERS_PER_REF) as usize].clone();
+        let name = |i: u32| format!("{prefix}-{i:07}");
+        let run = Arc::new(Run {
+            tally: Mutex::new(Tally::default()),
+            done: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        // Registration, bounded concurrency.
+        let started = Instant::now();
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..REGISTER_CONCURRENCY.min(args.players as usize) {
+            let (run, next, refs) = (run.clone(), next.clone(), refs.clone());
+            let prefix = prefix.clone();
+            let players = args.players;
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Ok(i) = u32::try_from(i) else { return };
+                    if i >= players {
+                        return;
+                    }
+                    let auth = &refs[(i / PLAYERS_PER_REF) as usize];
+                    let name = format!("{prefix}-{i:07}");
+                    run.timed("register", auth.register(&name, &password(i)))
+                        .await;
+                }
+            });
+        }
+        while !tasks.is_empty() {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let f = next.load(Ordering::Relaxed) as f64 / f64::from(args.players);
+                    progress("register", &run, started, f);
+                }
+            }
+        }
+        progress("register", &run, started, 1.0);
+        eprintln!();
+        // Lifecycles.
+        let lifecycle = Arc::new(Lifecycle {
+            move_every: Duration::from_secs_f64(60.0 / args.moves_per_min),
+            refresh_every: args.refresh_every,
+            session_length: args.session_length,
+        });
+        run.done.store(0, Ordering::Relaxed);
+        let started = Instant::now();
+        for i in 0..args.players {
+            tasks.spawn(player(
+                run.clone(),
+                auth_of(i),
+                name(i),
+                i,
+                lifecycle.clone(),
+            ));
+        }
+        while started.elapsed() < args.duration {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let f = started.elapsed().as_secs_f64() / args.duration.as_secs_f64();
+            progress("players", &run, started, f);
+        }
+        run.stop.store(true, Ordering::Relaxed);
+        // Calls in flight finish within their deadline; then stop waiting.
+        let drain = tokio::time::timeout(args.timeout * 2, async {
+            while tasks.join_next().await.is_some() {}
+        });
+        let _ = drain.await;
+        tasks.abort_all();
+        eprintln!();
+        let elapsed = started.elapsed();
+        let tally = std::mem::take(&mut *run.tally.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok::<_, Failure>((tally, elapsed))
+    })?;
+    println!("{}", render(&tally.0, tally.1, &args, &prefix));
+    Ok(())
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".into(),
+        |d| format!("{:.2}", d.as_secs_f64() * 1000.0),
+    )
+}
+
+fn render(tally: &Tally, elapsed: Duration, args: &AuthLoadArgs, prefix: &str) -> String {
+    let mut out = format!(
+        "geoul load auth: {} players ({prefix}-*), {:.0} s, {} moves/min per player\n",
+        args.players,
+        elapsed.as_secs_f64(),
+        args.moves_per_min
+    );
+    out.push_str(&format!(
+        "{:<10} {:>10} {:>10} {:>9} {:>9} {:>9}  ERRORS\n",
+        "OP", "OK", "OPS/S", "P50 MS", "P99 MS", "MAX MS"
+    ));
+    for (op, s) in &tally.ops {
+        let secs = if *op == "register" {
+            None
+        } else {
+            Some(elapsed.as_secs_f64())
+        };
+        let rate = secs.map_or_else(
+            || "-".into(),
+            |t| format!("{:.0}", s.hist.count() as f64 / t),
+        );
+        let errors: Vec<String> = s.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        out.push_str(&format!(
+            "{:<10} {:>10} {:>10} {:>9} {:>9} {:>9}  {}\n",
+            op,
+            s.hist.count(),
+            rate,
+            ms(s.hist.percentile(50.0)),
+            ms(s.hist.percentile(99.0)),
+            ms(s.hist.max()),
+            if errors.is_empty() {
+                "-".into()
+            } else {
+                errors.join(" ")
+            }
+        ));
+    }
+    out.trim_end().to_string()
+}
