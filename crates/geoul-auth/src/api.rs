@@ -83,6 +83,22 @@ pub enum AuthRequest {
         /// `true` disables.
         disabled: bool,
     },
+    /// Issues a short-lived, single-use ticket for a move of the session's
+    /// player to `target_server` (the player hands it to that server).
+    IssueTicket {
+        /// The player's session token.
+        token: String,
+        /// The game server the ticket is for (its name or address).
+        target_server: String,
+    },
+    /// Redeems a ticket: succeeds exactly once cluster-wide, and only for
+    /// the server it was issued for.
+    RedeemTicket {
+        /// The ticket (`gt_…`).
+        ticket: String,
+        /// The redeeming server (must equal the ticket's target).
+        server: String,
+    },
 }
 
 /// A session and refresh token pair.
@@ -191,6 +207,20 @@ pub enum AuthResponse {
         /// Sessions revoked by the change.
         revoked: u32,
     },
+    /// A server ticket.
+    Ticket {
+        /// The ticket (`gt_…`), single use.
+        ticket: String,
+        /// When it expires, Unix ms.
+        expires_at: u64,
+    },
+    /// A ticket was redeemed (this answer is given once per ticket).
+    Redeemed {
+        /// The player.
+        username: String,
+        /// The session the ticket was issued from.
+        session_id: String,
+    },
     /// No.
     Denied(Denied),
 }
@@ -225,7 +255,11 @@ impl AuthRequest {
             | Self::Sessions { username }
             | Self::ChangePassword { username, .. }
             | Self::SetDisabled { username, .. } => username,
-            Self::Validate { .. } | Self::Refresh { .. } | Self::Revoke { .. } => return None,
+            Self::Validate { .. }
+            | Self::Refresh { .. }
+            | Self::Revoke { .. }
+            | Self::IssueTicket { .. }
+            | Self::RedeemTicket { .. } => return None,
         };
         Some(crate::records::account_key(&name.to_ascii_lowercase()))
     }
@@ -388,6 +422,43 @@ impl AuthClient {
         }
     }
 
+    /// Issues a single-use ticket for a move to `target_server`; returns it
+    /// and its expiry (Unix ms).
+    pub async fn issue_ticket(
+        &self,
+        token: &str,
+        target_server: &str,
+    ) -> Result<(String, u64), AuthError> {
+        let r = AuthRequest::IssueTicket {
+            token: token.into(),
+            target_server: target_server.into(),
+        };
+        match self.request(&r).await? {
+            AuthResponse::Ticket { ticket, expires_at } => Ok((ticket, expires_at)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Redeems a ticket as `server`; `Ok` at most once per ticket, anywhere.
+    /// Returns the player and the session id.
+    pub async fn redeem_ticket(
+        &self,
+        ticket: &str,
+        server: &str,
+    ) -> Result<(String, String), AuthError> {
+        let r = AuthRequest::RedeemTicket {
+            ticket: ticket.into(),
+            server: server.into(),
+        };
+        match self.request(&r).await? {
+            AuthResponse::Redeemed {
+                username,
+                session_id,
+            } => Ok((username, session_id)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Disables or re-enables an account; returns the sessions revoked.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<u32, AuthError> {
         let r = AuthRequest::SetDisabled {
@@ -409,6 +480,8 @@ fn unexpected(response: &AuthResponse) -> AuthError {
         AuthResponse::Revoked { .. } => "revoked",
         AuthResponse::Sessions { .. } => "sessions",
         AuthResponse::Updated { .. } => "updated",
+        AuthResponse::Ticket { .. } => "ticket",
+        AuthResponse::Redeemed { .. } => "redeemed",
         AuthResponse::Denied(_) => "denied",
     };
     AuthError::Unexpected(what.into())

@@ -37,6 +37,14 @@ pub struct AuthConfig {
     pub limiter_keys: usize,
     /// Sessions one account may hold; the oldest are revoked past it.
     pub sessions_per_account: u32,
+    /// A node validates from its own copy only if it completed an
+    /// anti-entropy round with a majority of auth nodes within this many ms;
+    /// else it reads at `Quorum` (and refuses when cut off). With the
+    /// default 1 s anti-entropy period this bounds how long a node can miss
+    /// a revocation: this window plus one period.
+    pub local_validation_window_ms: u64,
+    /// Lifetime of a server ticket, seconds.
+    pub ticket_ttl_s: u64,
 }
 
 /// Most sessions an account may be configured to hold.
@@ -62,6 +70,8 @@ impl Default for AuthConfig {
             },
             limiter_keys: 100_000,
             sessions_per_account: 100,
+            local_validation_window_ms: 3000,
+            ticket_ttl_s: 30,
         }
     }
 }
@@ -75,6 +85,11 @@ impl AuthConfig {
     /// The refresh-token lifetime.
     pub fn refresh_ttl(&self) -> Duration {
         Duration::from_secs(self.refresh_ttl_s)
+    }
+
+    /// See `local_validation_window_ms`.
+    pub fn local_validation_window(&self) -> Duration {
+        Duration::from_millis(self.local_validation_window_ms)
     }
 
     /// Checks every setting; the error names the field.
@@ -109,6 +124,12 @@ impl AuthConfig {
                 "sessions_per_account",
                 format!("must be 1-{SESSIONS_PER_ACCOUNT_MAX}"),
             );
+        }
+        if !(1..=3600).contains(&self.ticket_ttl_s) {
+            return field("ticket_ttl_s", "must be 1-3600".into());
+        }
+        if !(100..=600_000).contains(&self.local_validation_window_ms) {
+            return field("local_validation_window_ms", "must be 100-600000".into());
         }
         Ok(())
     }

@@ -9,7 +9,8 @@
 //! Modules: `api` (requests, answers, the typed client), `service` (what
 //! each request does), `records` (tables and stored documents), `password`
 //! (argon2id), `token` (CSPRNG tokens, stored hashed), `names` (username and
-//! password rules), `limits` (rate limits), `config`, `metrics`.
+//! password rules), `limits` (rate limits), `tickets` (single-use server
+//! tickets on the framework's conditional writes), `config`, `metrics`.
 
 pub mod api;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod names;
 pub mod password;
 pub mod records;
 pub mod service;
+pub mod tickets;
 pub mod token;
 
 pub use api::{

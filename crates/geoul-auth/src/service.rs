@@ -19,7 +19,9 @@
 use std::time::Duration;
 
 use geoul_client::query_lang::{CmpOp, Expr, OrderKey, Query};
-use geoul_service::{Context, HandlerError, Limits, PutOptions, ReadLevel, Service};
+use geoul_service::{
+    CondOp, CondOutcome, Context, HandlerError, Limits, PutOptions, ReadLevel, Service,
+};
 use geoul_store::{TableSpec, Value};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +37,23 @@ use crate::records::{
 };
 use crate::token::{random_id, Token, TokenError, TokenKind};
 
+/// The consensus group of the service's exactly-once decisions: server
+/// tickets, registration and refresh locks.
+pub const LOCKS: &str = "auth.tickets";
+/// How long a registration holds its name's lock (covers the account write).
+const REGISTER_LOCK: Duration = Duration::from_secs(30);
+/// How long a spent refresh token's lock lives (the `used` flag, written at
+/// Quorum meanwhile, covers the time after).
+const REFRESH_LOCK: Duration = Duration::from_secs(120);
+
+/// A key in the locks group: a tag byte and the subject.
+pub(crate) fn lock_key(tag: u8, subject: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + subject.len());
+    k.push(tag);
+    k.extend_from_slice(subject);
+    k
+}
+
 /// Entries deleted per pass when revoking many (bounded work per request).
 const REVOKE_PAGE: u32 = 1000;
 /// Passes per revocation request; what is left is still revoked by the
@@ -43,7 +62,7 @@ const REVOKE_PASSES: usize = 10;
 
 /// The auth service.
 pub struct AuthService {
-    config: AuthConfig,
+    pub(crate) config: AuthConfig,
     hasher: Hasher,
     sources: Limiter,
     accounts: Limiter,
@@ -124,6 +143,8 @@ fn op_name(r: &AuthRequest) -> &'static str {
         AuthRequest::Sessions { .. } => "sessions",
         AuthRequest::ChangePassword { .. } => "change_password",
         AuthRequest::SetDisabled { .. } => "set_disabled",
+        AuthRequest::IssueTicket { .. } => "issue_ticket",
+        AuthRequest::RedeemTicket { .. } => "redeem_ticket",
     }
 }
 
@@ -158,6 +179,10 @@ impl Service for AuthService {
 
     fn register_metrics(&self, registry: &mut Registry) {
         self.metrics.register(registry);
+    }
+
+    fn conditional_groups(&self) -> Vec<String> {
+        vec![LOCKS.to_string()]
     }
 
     async fn handle(
@@ -197,6 +222,13 @@ impl Service for AuthService {
             AuthRequest::SetDisabled { username, disabled } => {
                 self.set_disabled(&ctx, &username, disabled).await
             }
+            AuthRequest::IssueTicket {
+                token,
+                target_server,
+            } => self.issue_ticket(&ctx, &token, &target_server).await,
+            AuthRequest::RedeemTicket { ticket, server } => {
+                self.redeem_ticket(&ctx, &ticket, &server).await
+            }
         };
         self.metrics.count(op, outcome(&result));
         result
@@ -214,6 +246,50 @@ impl AuthService {
         }
     }
 
+    /// Takes `key` in the locks group for `ttl`: `true` for exactly one
+    /// caller until it expires.
+    async fn lock(&self, ctx: &Context, key: &[u8], ttl: Duration) -> Result<bool, HandlerError> {
+        Ok(self.lock_version(ctx, key, ttl).await?.is_some())
+    }
+
+    /// [`Self::lock`] that returns the lock's version when taken (to release
+    /// it with [`Self::unlock`]).
+    async fn lock_version(
+        &self,
+        ctx: &Context,
+        key: &[u8],
+        ttl: Duration,
+    ) -> Result<Option<u64>, HandlerError> {
+        let op = CondOp::CreateIfAbsent {
+            key: key.to_vec(),
+            value: ctx.node_name().as_bytes().to_vec(),
+            ttl_ms: Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+        };
+        match ctx.conditional(LOCKS, op).await? {
+            CondOutcome::Done { version, .. } => Ok(Some(version)),
+            CondOutcome::Conflict { .. } => Ok(None),
+            CondOutcome::Full => Err(HandlerError::Unavailable(
+                "too many pending exactly-once decisions; retry later".into(),
+            )),
+            other => Err(HandlerError::Unavailable(format!(
+                "unexpected lock outcome {other:?}"
+            ))),
+        }
+    }
+
+    /// Releases a lock taken at `version` (best effort: it expires anyway).
+    async fn unlock(&self, ctx: &Context, key: &[u8], version: u64) {
+        let op = CondOp::CompareAndSet {
+            key: key.to_vec(),
+            expected: Some(version),
+            value: None,
+            ttl_ms: None,
+        };
+        if let Err(e) = ctx.conditional(LOCKS, op).await {
+            tracing::debug!(error = %e, "lock not released; it expires");
+        }
+    }
+
     async fn register(
         &self,
         ctx: &Context,
@@ -228,10 +304,35 @@ impl AuthService {
             Ok(p) => p,
             Err(e) => deny!(bad_name(e)),
         };
-        if self.account(ctx, &u).await?.is_some() {
+        // One registration of a name at a time, cluster-wide: the winner of
+        // the lock checks and writes; a racer finds the account, or is told
+        // to retry while the winner is still writing it.
+        let key = lock_key(b'n', u.as_str().as_bytes());
+        let Some(version) = self.lock_version(ctx, &key, REGISTER_LOCK).await? else {
+            if self.account(ctx, &u).await?.is_some() {
+                deny!(Denied::UsernameTaken(u.to_string()));
+            }
+            return Err(HandlerError::Unavailable(format!(
+                "a registration of {u} is in progress; retry in a few seconds"
+            )));
+        };
+        let result = self.create_account(ctx, &u, &p).await;
+        if !matches!(result, Ok(AuthResponse::Registered { .. })) {
+            self.unlock(ctx, &key, version).await;
+        }
+        result
+    }
+
+    async fn create_account(
+        &self,
+        ctx: &Context,
+        u: &Username,
+        p: &Password,
+    ) -> Result<AuthResponse, HandlerError> {
+        if self.account(ctx, u).await?.is_some() {
             deny!(Denied::UsernameTaken(u.to_string()));
         }
-        let hash = self.hasher.hash(&p).await.map_err(hash_err)?;
+        let hash = self.hasher.hash(p).await.map_err(hash_err)?;
         let account = Account {
             hash,
             disabled: false,
@@ -343,13 +444,34 @@ impl AuthService {
         })
     }
 
+    /// The read level of validation on this node: its own copy while it is
+    /// in touch with a majority of auth nodes (so it has every revocation
+    /// older than the window), else a majority read — which a node cut off
+    /// from the majority cannot do, so it refuses instead of answering from
+    /// a copy that may miss a revocation.
+    pub(crate) fn validation_level(&self, ctx: &Context) -> ReadLevel {
+        if ctx.in_touch(SESSIONS, self.config.local_validation_window()) {
+            ReadLevel::One
+        } else {
+            ReadLevel::Quorum
+        }
+    }
+
     /// Whether a grant is revoked by a family or account marker.
-    async fn revoked(&self, ctx: &Context, grant: &Grant) -> Result<bool, HandlerError> {
+    async fn revoked(
+        &self,
+        ctx: &Context,
+        grant: &Grant,
+        level: ReadLevel,
+    ) -> Result<bool, HandlerError> {
         let (f_key, a_key) = (
             family_marker_key(&grant.family),
             account_marker_key(&grant.account),
         );
-        let (family, account) = tokio::join!(ctx.get(SESSIONS, &f_key), ctx.get(SESSIONS, &a_key));
+        let (family, account) = tokio::join!(
+            ctx.get_with(SESSIONS, &f_key, level),
+            ctx.get_with(SESSIONS, &a_key, level)
+        );
         if family?.is_some() {
             return Ok(true);
         }
@@ -366,7 +488,19 @@ impl AuthService {
         token: &Token,
         level: ReadLevel,
     ) -> Result<Option<(Grant, Option<u64>)>, HandlerError> {
-        let key = token.key();
+        let refresh = token.kind() == TokenKind::Refresh;
+        self.grant_at(ctx, &token.key(), refresh, level).await
+    }
+
+    /// The live grant stored under `key` (a refresh token's when `refresh`).
+    pub(crate) async fn grant_at(
+        &self,
+        ctx: &Context,
+        key: &[u8],
+        refresh: bool,
+        level: ReadLevel,
+    ) -> Result<Option<(Grant, Option<u64>)>, HandlerError> {
+        let key = key.to_vec();
         let mut record = ctx.get_with(SESSIONS, &key, level).await?;
         if record.is_none() && level == ReadLevel::One {
             // A session acknowledged by a majority may not have reached this
@@ -380,9 +514,7 @@ impl AuthService {
         let Some(grant) = Grant::from_doc(&record.doc).map_err(store_err)? else {
             return Ok(None);
         };
-        if grant.refresh != (token.kind() == TokenKind::Refresh)
-            || self.revoked(ctx, &grant).await?
-        {
+        if grant.refresh != refresh || self.revoked(ctx, &grant, level).await? {
             return Ok(None);
         }
         Ok(Some((grant, record.expires_at_ms)))
@@ -393,7 +525,7 @@ impl AuthService {
             Ok(t) => t,
             Err(e) => deny!(Denied::BadInput(e.to_string())),
         };
-        match self.grant(ctx, &token, ReadLevel::One).await? {
+        match self.grant(ctx, &token, self.validation_level(ctx)).await? {
             None => deny!(Denied::InvalidToken),
             Some((g, expires_at)) => Ok(AuthResponse::Valid(info(&token.key(), g, expires_at))),
         }
@@ -407,7 +539,13 @@ impl AuthService {
         let Some((grant, expires_at)) = self.grant(ctx, &token, ReadLevel::Quorum).await? else {
             deny!(Denied::InvalidToken);
         };
-        if grant.used {
+        // Spent exactly once, cluster-wide, even by two racing callers; the
+        // `used` flag written below keeps catching reuse after the lock
+        // expires.
+        let spent_here = self
+            .lock(ctx, &lock_key(b'r', &token.key()), REFRESH_LOCK)
+            .await?;
+        if grant.used || !spent_here {
             let n = self.revoke_family(ctx, &grant).await?;
             tracing::warn!(username = %grant.account, revoked = n, "refresh token reused; family revoked");
             deny!(Denied::RefreshReused);
@@ -560,7 +698,7 @@ impl AuthService {
             let Some(g) = Grant::from_doc(&row.doc).map_err(store_err)? else {
                 continue;
             };
-            if !self.revoked(ctx, &g).await? {
+            if !self.revoked(ctx, &g, ReadLevel::One).await? {
                 out.push(info(&row.key, g, row.expires_at_ms));
             }
         }
@@ -651,19 +789,21 @@ fn grants_query(field: &str, value: &str, kind: Option<&str>, limit: u32) -> Que
     }
 }
 
-/// The public view of a session.
-fn info(key: &[u8], g: Grant, expires_at: Option<u64>) -> SessionInfo {
-    // 64 bits of the key's hash: enough to tell sessions apart in a listing,
-    // useless as a token.
-    let session_id = key
-        .iter()
+/// The public id of the session stored under `key`: 64 bits of the token's
+/// hash — enough to tell sessions apart in a listing, useless as a token.
+pub(crate) fn session_id(key: &[u8]) -> String {
+    key.iter()
         .skip(1)
         .take(8)
         .map(|b| format!("{b:02x}"))
-        .collect();
+        .collect()
+}
+
+/// The public view of a session.
+fn info(key: &[u8], g: Grant, expires_at: Option<u64>) -> SessionInfo {
     SessionInfo {
         username: g.account,
-        session_id,
+        session_id: session_id(key),
         family: g.family,
         issued_at: g.issued_at,
         expires_at: expires_at.unwrap_or(u64::MAX),

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod builtin;
 pub mod config;
 pub mod config_sync;
+pub mod consensus;
 pub mod contact;
 pub mod daemon;
 pub mod data_dir;

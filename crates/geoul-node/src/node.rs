@@ -25,9 +25,10 @@ use geoul_transport::{
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
+use crate::consensus::Groups;
 use crate::link::TransportLink;
 use crate::metrics::TransportCollector;
-use crate::rpc::{HostCell, PeerHandler, ReplicatorCell};
+use crate::rpc::{GroupsCell, HostCell, PeerHandler, ReplicatorCell};
 use crate::status::StatusReport;
 use crate::topology::NodeBackend;
 
@@ -93,7 +94,14 @@ pub enum NodeError {
     /// The services cannot be hosted together.
     #[error(transparent)]
     Services(#[from] HostError),
+    /// A consensus group could not be opened.
+    #[error("consensus group: {0}")]
+    Consensus(#[from] geoul_consensus::CondError),
 }
+
+/// Where consensus groups keep their files, beside `tables/` in the data
+/// directory.
+pub const CONSENSUS_DIR: &str = "consensus";
 
 /// A running node.
 pub struct Node<N: Net> {
@@ -101,6 +109,7 @@ pub struct Node<N: Net> {
     transport: Transport<N>,
     replicator: Arc<Replicator<TransportLink<N>>>,
     sync: SyncManager,
+    groups: Arc<Groups>,
     background: Vec<tokio::task::JoinHandle<()>>,
     registry: Arc<Registry>,
     started: Instant,
@@ -153,6 +162,7 @@ impl<N: Net> Node<N> {
         };
         let cell: ReplicatorCell<N> = Arc::default();
         let host_cell: HostCell = Arc::default();
+        let groups_cell: GroupsCell = Arc::default();
         let sync_server = SyncServer::new(store.clone(), params.sync_config.serve_concurrency);
         let transport = Transport::bind(
             net,
@@ -163,6 +173,7 @@ impl<N: Net> Node<N> {
                 membership.clone(),
                 cell.clone(),
                 host_cell.clone(),
+                groups_cell.clone(),
                 sync_server,
             ),
         )
@@ -187,10 +198,35 @@ impl<N: Net> Node<N> {
         ));
         // The cell is fresh and set exactly once, here.
         let _ = cell.set(replicator.clone());
+        let wanted: Vec<(String, String)> = params
+            .services
+            .iter()
+            .flat_map(|s| {
+                let service = s.name().to_string();
+                s.conditional_groups()
+                    .into_iter()
+                    .map(move |g| (g, service.clone()))
+            })
+            .collect();
+        let groups = Arc::new(match &params.tables_dir {
+            Some(tables) if !wanted.is_empty() => {
+                Groups::open(
+                    wanted,
+                    &tables.with_file_name(CONSENSUS_DIR),
+                    params.advertise,
+                    transport.clone(),
+                    params.clock.clone(),
+                )
+                .await?
+            }
+            _ => Groups::none(params.clock.clone()),
+        });
+        let _ = groups_cell.set(groups.clone());
         let service_metrics = ServiceMetrics::default();
         let host = ServiceHost::new(
             &params.name,
             Arc::new(ReplicatorAccess(replicator.clone())),
+            groups.clone(),
             Arc::new(NodeBackend::new(transport.clone(), routes_rx)),
             params.services.clone(),
             service_metrics.clone(),
@@ -213,6 +249,10 @@ impl<N: Net> Node<N> {
                 sync.last_contact_fn(),
             )));
         }
+        background.push(tokio::spawn(crate::consensus::reconcile_forever(
+            groups.clone(),
+            membership.clone(),
+        )));
         let sweep = Arc::new(crate::metrics::SweepCounters::default());
         let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep.clone()));
         let mut registry = Registry::default();
@@ -237,6 +277,7 @@ impl<N: Net> Node<N> {
             transport,
             replicator,
             sync,
+            groups,
             background: {
                 background.extend([placement_task, sweeper]);
                 background
@@ -306,6 +347,7 @@ impl<N: Net> Node<N> {
         for task in &self.background {
             task.abort();
         }
+        self.groups.shutdown().await;
         tracing::info!("node stopped");
     }
 }

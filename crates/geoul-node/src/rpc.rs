@@ -55,6 +55,8 @@ pub enum PeerRequest {
         /// Slots asked.
         slots: SlotSet,
     },
+    /// A Raft message of a consensus group (`geoul-consensus` bytes).
+    Consensus(Vec<u8>),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -77,6 +79,8 @@ pub enum PeerResponse {
     Sync(SyncResponse),
     /// Answer to `QueryLocal`.
     QueryPage(QueryPage),
+    /// Answer to `Consensus`.
+    Consensus(Vec<u8>),
 }
 
 impl PeerRequest {
@@ -99,11 +103,15 @@ pub type ReplicatorCell<N> = Arc<OnceLock<Arc<Replicator<TransportLink<N>>>>>;
 /// The service host of a node, set once the replicator it needs exists.
 pub type HostCell = Arc<OnceLock<Arc<ServiceHost>>>;
 
+/// The consensus groups of a node, set once they are open.
+pub type GroupsCell = Arc<OnceLock<Arc<crate::consensus::Groups>>>;
+
 /// Serves [`PeerRequest`]s and client requests.
 pub struct PeerHandler<N: Net> {
     membership: Membership,
     replicator: ReplicatorCell<N>,
     host: HostCell,
+    groups: GroupsCell,
     sync: SyncServer,
 }
 
@@ -114,12 +122,14 @@ impl<N: Net> PeerHandler<N> {
         membership: Membership,
         replicator: ReplicatorCell<N>,
         host: HostCell,
+        groups: GroupsCell,
         sync: SyncServer,
     ) -> Arc<Self> {
         Arc::new(Self {
             membership,
             replicator,
             host,
+            groups,
             sync,
         })
     }
@@ -237,6 +247,15 @@ impl<N: Net> Handler for PeerHandler<N> {
             };
             return Box::pin(async move { reply(pong) });
         }
+        if let PeerRequest::Consensus(bytes) = request {
+            let Some(groups) = self.groups.get().cloned() else {
+                return Box::pin(async { Err(RemoteError("node is starting".into())) });
+            };
+            return Box::pin(async move {
+                let answer = groups.serve(&bytes).await.map_err(RemoteError)?;
+                reply(PeerResponse::Consensus(answer))
+            });
+        }
         if let PeerRequest::Sync(request) = request {
             let answer = self
                 .sync
@@ -259,7 +278,7 @@ async fn serve<N: Net>(
     let store = replicator.store();
     let unknown = |t: &str| RemoteError(format!("unknown table {t:?}"));
     match request {
-        PeerRequest::Ping | PeerRequest::Sync(_) => Err(RemoteError(
+        PeerRequest::Ping | PeerRequest::Sync(_) | PeerRequest::Consensus(_) => Err(RemoteError(
             "answered before the replicator is needed".into(),
         )),
         PeerRequest::Replicate(batch) => {

@@ -85,6 +85,9 @@ pub trait StoreAccess: Send + Sync + 'static {
     fn hlc_now(&self) -> u64;
     /// The clock-skew allowance used for expiry, ms.
     fn skew_margin_ms(&self) -> u64;
+    /// When this node last completed an anti-entropy round with a majority
+    /// of `table`'s hosts (Unix ms); `None`: not yet, or no such table.
+    fn majority_contact_ms(&self, table: &str) -> Option<u64>;
     /// Visible entries whose key starts with `prefix`, from every host, in
     /// key order (`partial` when some slot could not be answered).
     fn scan(
@@ -157,6 +160,8 @@ pub struct Caller {
 pub(crate) struct Shared {
     pub(crate) node: String,
     pub(crate) store: Arc<dyn StoreAccess>,
+    pub(crate) cond: Arc<dyn crate::conditional::ConditionalAccess>,
+    pub(crate) groups: Vec<String>,
     pub(crate) refs: Arc<dyn Backend>,
     pub(crate) service: String,
     pub(crate) tables: Vec<String>,
@@ -265,6 +270,18 @@ impl Context {
         self.shared.store.skew_margin_ms()
     }
 
+    /// Whether this node heard from a majority of `table`'s hosts within
+    /// `window` (and repaired what it had missed then): when it has not — it
+    /// may be cut off — a service that answers from its local copy should
+    /// read at `Quorum` instead.
+    pub fn in_touch(&self, table: &str, window: Duration) -> bool {
+        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .store
+            .majority_contact_ms(table)
+            .is_some_and(|at| self.now_ms().saturating_sub(at) <= window)
+    }
+
     /// Visible entries of `table` whose key starts with `prefix`, in key
     /// order, at most `limit`, gathered from every host.
     pub async fn scan(
@@ -310,6 +327,21 @@ impl Context {
             .store
             .query(query.clone(), self.remaining())
             .await
+    }
+
+    /// Runs a conditional operation on one of this service's consensus
+    /// groups (create-if-absent, compare-and-set, take): decided by the
+    /// group's leader, acknowledged once a majority logged it. A timeout is
+    /// indeterminate (it may still apply).
+    pub async fn conditional(
+        &self,
+        group: &str,
+        op: crate::conditional::CondOp,
+    ) -> Result<crate::conditional::CondOutcome, StoreError> {
+        if !self.shared.groups.iter().any(|g| g == group) {
+            return Err(StoreError::UnknownTable(group.to_string()));
+        }
+        self.shared.cond.submit(group, op, self.remaining()).await
     }
 
     /// A ref to another service (or this one), for calls from inside a

@@ -50,6 +50,14 @@ pub enum HostError {
     /// Limits out of range.
     #[error("service {0}: concurrency and request size limits must be positive")]
     BadLimits(String),
+    /// A conditional group not named `<service>.<name>`.
+    #[error("service {service}: conditional group {group:?} must be named {service}.<1-32 of a-z 0-9 _ ->")]
+    BadGroup {
+        /// Service.
+        service: String,
+        /// Group.
+        group: String,
+    },
 }
 
 /// Every table a service needs: its own, then its dedup table.
@@ -83,6 +91,14 @@ pub fn validate(services: &[Arc<dyn DynService>]) -> Result<(), HostError> {
         let limits = s.limits();
         if limits.concurrency == 0 || limits.request_bytes_max == 0 {
             return Err(HostError::BadLimits(name.to_string()));
+        }
+        for group in s.conditional_groups() {
+            if !crate::conditional::valid_group_name(name, &group) {
+                return Err(HostError::BadGroup {
+                    service: name.to_string(),
+                    group,
+                });
+            }
         }
         for spec in table_specs(s.as_ref()) {
             if let Some(first) = tables.insert(spec.name.clone(), name.to_string()) {
@@ -119,6 +135,7 @@ impl ServiceHost {
     pub fn new(
         node: &str,
         store: Arc<dyn StoreAccess>,
+        cond: Arc<dyn crate::conditional::ConditionalAccess>,
         refs: Arc<dyn Backend>,
         services: Vec<Arc<dyn DynService>>,
         metrics: ServiceMetrics,
@@ -138,6 +155,8 @@ impl ServiceHost {
                     shared: Arc::new(Shared {
                         node: node.to_string(),
                         store: store.clone(),
+                        cond: cond.clone(),
+                        groups: service.conditional_groups(),
                         refs: refs.clone(),
                         service: name.clone(),
                         tables,

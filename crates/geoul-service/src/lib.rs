@@ -8,12 +8,15 @@
 //! * `host` — [`ServiceHost`]: dispatch, limits, contained panics,
 //!   idempotency keys, metrics;
 //! * `idempotency` — the per-service dedup table;
-//! * `access` — [`StoreAccess`] over a node's replicator.
+//! * `access` — [`StoreAccess`] over a node's replicator;
+//! * `conditional` — create-if-absent, compare-and-set and take on a
+//!   consensus group ([`Context::conditional`]).
 //!
 //! Handlers never replicate: they produce writes; the framework versions,
 //! applies and ships them (results, not requests).
 
 pub mod access;
+pub mod conditional;
 pub mod context;
 pub mod host;
 pub mod idempotency;
@@ -22,6 +25,7 @@ pub mod query;
 pub mod service;
 
 pub use access::ReplicatorAccess;
+pub use conditional::{CondEntry, CondOp, CondOutcome, ConditionalAccess, NoGroups};
 pub use context::{
     Caller, Context, PutOptions, Record, Scanned, StoreAccess, StoreError, WriteOp, Written,
 };

@@ -94,6 +94,13 @@ pub trait Service: Send + Sync + 'static {
     /// at `/metrics`). Called once when the node starts.
     fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 
+    /// Consensus groups for conditional writes (`<service>.<name>`, see
+    /// [`Context::conditional`]); each is one Raft group over the nodes
+    /// hosting the service. Needs a data directory on the node.
+    fn conditional_groups(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Serves one request.
     fn handle(
         &self,
@@ -174,6 +181,8 @@ pub trait DynService: Send + Sync + 'static {
     fn limits(&self) -> Limits;
     /// See [`Service::register_metrics`].
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry);
+    /// See [`Service::conditional_groups`].
+    fn conditional_groups(&self) -> Vec<String>;
     /// Decodes, handles, encodes (postcard, or JSON when `json`).
     fn call(
         &self,
@@ -211,6 +220,10 @@ impl<S: Service> DynService for Erased<S> {
 
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.0.register_metrics(registry);
+    }
+
+    fn conditional_groups(&self) -> Vec<String> {
+        self.0.conditional_groups()
     }
 
     fn call(

@@ -100,6 +100,22 @@ pub enum AuthCommand {
         /// The account.
         username: String,
     },
+    /// Issue a single-use ticket for moving a session's player to a server.
+    Ticket {
+        /// The session token.
+        token: String,
+        /// The game server the ticket is for.
+        #[arg(long)]
+        server: String,
+    },
+    /// Redeem a ticket as a server (succeeds once per ticket, cluster-wide).
+    Redeem {
+        /// The ticket (gt_…).
+        ticket: String,
+        /// The redeeming server (must be the ticket's target).
+        #[arg(long)]
+        server: String,
+    },
     /// Disable an account (revokes its sessions) or, with --enable, enable it.
     Disable {
         /// The account.
@@ -286,6 +302,28 @@ async fn execute(
                 .await
                 .map_err(runtime_err)?;
             updated(n, "password changed", json)
+        }
+        AuthCommand::Ticket { token, server } => {
+            let (ticket, expires_at) = auth
+                .issue_ticket(token, server)
+                .await
+                .map_err(runtime_err)?;
+            if json {
+                to_json(&json!({ "ticket": ticket, "expires_at": expires_at }))
+            } else {
+                Ok(format!("{ticket} (expires {})", in_time(expires_at)))
+            }
+        }
+        AuthCommand::Redeem { ticket, server } => {
+            let (username, session_id) = auth
+                .redeem_ticket(ticket, server)
+                .await
+                .map_err(runtime_err)?;
+            if json {
+                to_json(&json!({ "username": username, "session_id": session_id }))
+            } else {
+                Ok(format!("redeemed: {username} (session {session_id})"))
+            }
         }
         AuthCommand::Disable { username, enable } => {
             let n = auth

@@ -200,6 +200,58 @@ fn sessions_validate_everywhere_through_kill9_and_a_wiped_restart_and_revocation
     });
     assert_eq!(fresh, 100, "fresh sessions validate at once on B and C");
 
+    // Tickets: each redeemed concurrently on B and C succeeds exactly once.
+    let redeemed = rt.block_on(async {
+        let a = connect(addrs[0], &secret).await;
+        let b = connect(addrs[1], &secret).await;
+        let c = connect(addrs[2], &secret).await;
+        let mut wins = Vec::new();
+        for t in tokens.iter().take(20) {
+            let issue = AuthRequest::IssueTicket {
+                token: t.token.clone(),
+                target_server: "game-7".into(),
+            };
+            let AuthResponse::Ticket { ticket, .. } = call_retrying(&a, &issue).await else {
+                panic!("issue ticket")
+            };
+            let redeem = AuthRequest::RedeemTicket {
+                ticket,
+                server: "game-7".into(),
+            };
+            let (rb, rc) = tokio::join!(call(&b, &redeem), call(&c, &redeem));
+            let won = [rb, rc]
+                .into_iter()
+                .filter(|r| matches!(r, Ok(AuthResponse::Redeemed { .. })))
+                .count();
+            let again = call_retrying(&a, &redeem).await;
+            assert_eq!(again, AuthResponse::Denied(Denied::InvalidToken));
+            wins.push(won);
+        }
+        wins
+    });
+    assert_eq!(redeemed, vec![1; 20], "each ticket redeemed exactly once");
+    // Two registrations of one new name racing on two nodes: one wins.
+    let outcomes = rt.block_on(async {
+        let b = connect(addrs[1], &secret).await;
+        let c = connect(addrs[2], &secret).await;
+        let mut won = Vec::new();
+        for i in 0..10 {
+            let r = AuthRequest::Register {
+                username: format!("racer-{i}"),
+                password: password(i),
+            };
+            let (rb, rc) = tokio::join!(call(&b, &r), call(&c, &r));
+            won.push(
+                [rb, rc]
+                    .into_iter()
+                    .filter(|r| matches!(r, Ok(AuthResponse::Registered { .. })))
+                    .count(),
+            );
+        }
+        won
+    });
+    assert_eq!(outcomes, vec![1; 10], "one registration per name");
+
     // 2. kill -9 A: every session validates on B and on C.
     cluster.nodes[0].kill9();
     for (name, addr) in [("B", addrs[1]), ("C", addrs[2])] {
@@ -289,6 +341,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).trim().to_string()
 }
 
+#[track_caller]
 fn json(o: &Output) -> serde_json::Value {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
     serde_json::from_str(&stdout(o)).expect("JSON output")
@@ -306,8 +359,9 @@ fn until_ok(cluster: &Cluster, args: &[&str], password: Option<&str>) -> Output 
     }
 }
 
+#[track_caller]
 fn fails_with(o: &Output, code: i32, message: &str) {
-    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
+    assert_eq!(o.status.code(), Some(code), "{}{}", stderr(o), stdout(o));
     assert!(
         stderr(o).contains(message),
         "{:?} lacks {message:?}",
@@ -321,18 +375,36 @@ fn the_cli_logs_in_refreshes_revokes_and_refuses_bad_input_clearly() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = start(dir.path());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli_scenario(&cluster)));
+    if let Err(panic) = outcome {
+        // What the nodes said about it, before their directory is removed.
+        for n in &cluster.nodes {
+            let log =
+                std::fs::read_to_string(n.dir.join(format!("{}.log", n.name))).unwrap_or_default();
+            for line in log
+                .lines()
+                .filter(|l| l.contains("panick") || l.contains("ERROR") || l.contains("consensus"))
+            {
+                eprintln!("{}: {line}", n.name);
+            }
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn cli_scenario(cluster: &Cluster) {
     let pw = Some("correct horse battery");
 
-    let reg = until_ok(&cluster, &["--json", "register", "Ana"], pw);
+    let reg = until_ok(cluster, &["--json", "register", "Ana"], pw);
     assert_eq!(json(&reg)["username"], "ana");
     fails_with(
-        &geoul_auth(&cluster, &["register", "ana"], pw),
+        &geoul_auth(cluster, &["register", "ana"], pw),
         1,
         "username \"ana\" is taken",
     );
 
     // login --json carries the API's names.
-    let login = json(&geoul_auth(&cluster, &["--json", "login", "ana"], pw));
+    let login = json(&geoul_auth(cluster, &["--json", "login", "ana"], pw));
     let token = login["token"].as_str().expect("token").to_string();
     let refresh = login["refresh_token"]
         .as_str()
@@ -344,127 +416,142 @@ fn the_cli_logs_in_refreshes_revokes_and_refuses_bad_input_clearly() {
     );
     assert!(login["expires_at"].as_u64().is_some(), "{login}");
 
-    let v = json(&geoul_auth(&cluster, &["--json", "validate", &token], None));
+    let v = json(&geoul_auth(cluster, &["--json", "validate", &token], None));
     assert_eq!(v["username"], "ana");
 
     // Wrong password and unknown user: the same answer.
-    let wrong = geoul_auth(&cluster, &["login", "ana"], Some("not the password"));
-    let unknown = geoul_auth(
-        &cluster,
-        &["login", "nobody-here"],
-        Some("not the password"),
-    );
+    let wrong = geoul_auth(cluster, &["login", "ana"], Some("not the password"));
+    let unknown = geoul_auth(cluster, &["login", "nobody-here"], Some("not the password"));
     fails_with(&wrong, 1, "invalid username or password");
     assert_eq!(stderr(&wrong), stderr(&unknown));
 
     // Refresh rotates: the old session and refresh token stop working; using
     // the old refresh token again revokes the whole family.
-    let next = json(&geoul_auth(
-        &cluster,
-        &["--json", "refresh", &refresh],
-        None,
-    ));
+    let next = json(&geoul_auth(cluster, &["--json", "refresh", &refresh], None));
     let token2 = next["token"].as_str().expect("token").to_string();
     assert_eq!(
-        json(&geoul_auth(
-            &cluster,
-            &["--json", "validate", &token2],
-            None
-        ))["username"],
+        json(&geoul_auth(cluster, &["--json", "validate", &token2], None))["username"],
         "ana"
     );
     fails_with(
-        &geoul_auth(&cluster, &["validate", &token], None),
+        &geoul_auth(cluster, &["validate", &token], None),
         1,
         "invalid or expired token",
     );
     fails_with(
-        &geoul_auth(&cluster, &["refresh", &refresh], None),
+        &geoul_auth(cluster, &["refresh", &refresh], None),
         1,
         "refresh token reused",
     );
     fails_with(
-        &geoul_auth(&cluster, &["validate", &token2], None),
+        &geoul_auth(cluster, &["validate", &token2], None),
         1,
         "invalid or expired token",
     );
 
     // Sessions listing and revoke-all.
-    let s1 = json(&geoul_auth(&cluster, &["--json", "login", "ana"], pw));
-    let _s2 = json(&geoul_auth(&cluster, &["--json", "login", "ana"], pw));
-    let list = json(&geoul_auth(&cluster, &["--json", "sessions", "ana"], None));
+    let s1 = json(&geoul_auth(cluster, &["--json", "login", "ana"], pw));
+    let _s2 = json(&geoul_auth(cluster, &["--json", "login", "ana"], pw));
+    let list = json(&geoul_auth(cluster, &["--json", "sessions", "ana"], None));
     assert_eq!(list["sessions"].as_array().map(Vec::len), Some(2), "{list}");
     assert_eq!(list["partial"], false);
-    let all = json(&geoul_auth(
-        &cluster,
-        &["--json", "revoke-all", "ana"],
-        None,
-    ));
+    let all = json(&geoul_auth(cluster, &["--json", "revoke-all", "ana"], None));
     assert_eq!(all["sessions"], 2, "{all}");
     let t1 = s1["token"].as_str().expect("token");
     fails_with(
-        &geoul_auth(&cluster, &["validate", t1], None),
+        &geoul_auth(cluster, &["validate", t1], None),
         1,
         "invalid or expired token",
     );
     // A login right after revoke-all validates.
-    let s3 = json(&geoul_auth(&cluster, &["--json", "login", "ana"], pw));
+    let s3 = json(&geoul_auth(cluster, &["--json", "login", "ana"], pw));
     let t3 = s3["token"].as_str().expect("token");
     assert_eq!(
-        json(&geoul_auth(&cluster, &["--json", "validate", t3], None))["username"],
+        json(&geoul_auth(cluster, &["--json", "validate", t3], None))["username"],
         "ana"
     );
 
-    // Disable: sessions end, logins with the right password say disabled.
-    let _ = json(&geoul_auth(&cluster, &["--json", "disable", "ana"], None));
+    // Tickets through the CLI: redeemed once, by the right server only.
+    let tk = json(&geoul_auth(
+        cluster,
+        &["--json", "ticket", t3, "--server", "eu-7"],
+        None,
+    ));
+    let ticket = tk["ticket"].as_str().expect("ticket").to_string();
+    assert!(ticket.starts_with("gt_"), "{tk}");
+    let r = json(&geoul_auth(
+        cluster,
+        &["--json", "redeem", &ticket, "--server", "eu-7"],
+        None,
+    ));
+    assert_eq!(r["username"], "ana", "{r}");
     fails_with(
-        &geoul_auth(&cluster, &["validate", t3], None),
+        &geoul_auth(cluster, &["redeem", &ticket, "--server", "eu-7"], None),
+        1,
+        "invalid or expired token",
+    );
+    let tk = json(&geoul_auth(
+        cluster,
+        &["--json", "ticket", t3, "--server", "eu-7"],
+        None,
+    ));
+    let ticket = tk["ticket"].as_str().expect("ticket").to_string();
+    fails_with(
+        &geoul_auth(cluster, &["redeem", &ticket, "--server", "us-1"], None),
+        1,
+        "invalid or expired token",
+    );
+
+    // Disable: sessions end, logins with the right password say disabled.
+    let _ = json(&geoul_auth(cluster, &["--json", "disable", "ana"], None));
+    fails_with(
+        &geoul_auth(cluster, &["validate", t3], None),
         1,
         "invalid or expired token",
     );
     fails_with(
-        &geoul_auth(&cluster, &["login", "ana"], pw),
+        &geoul_auth(cluster, &["login", "ana"], pw),
         1,
         "account disabled",
     );
 
     // Bad input: clear one-line errors, exit 1, and the node keeps serving.
     fails_with(
-        &geoul_auth(&cluster, &["validate", "gs_short"], None),
+        &geoul_auth(cluster, &["validate", "gs_short"], None),
         1,
         "malformed session token: expected 46 characters, got 8",
     );
     fails_with(
-        &geoul_auth(&cluster, &["validate", &refresh], None),
+        &geoul_auth(cluster, &["validate", &refresh], None),
         1,
         "must start with \"gs_\"",
     );
     let long = "a".repeat(100);
     fails_with(
-        &geoul_auth(&cluster, &["register", &long], pw),
+        &geoul_auth(cluster, &["register", &long], pw),
         1,
         "username must be 3-32 characters, got 100",
     );
     fails_with(
-        &geoul_auth(&cluster, &["register", "\u{430}na"], pw),
+        &geoul_auth(cluster, &["register", "\u{430}na"], pw),
         1,
         "username may contain only",
     );
     fails_with(
-        &geoul_auth(&cluster, &["register", "bob"], Some("short")),
+        &geoul_auth(cluster, &["register", "bob"], Some("short")),
         1,
         "password must be at least 8 characters",
     );
     fails_with(
-        &geoul_auth(&cluster, &["register", "bob"], Some(&"p".repeat(300))),
+        &geoul_auth(cluster, &["register", "bob"], Some(&"p".repeat(300))),
         1,
         "password must be at most 256 characters",
     );
     fails_with(
-        &geoul_auth(&cluster, &["register", "bob"], None),
+        &geoul_auth(cluster, &["register", "bob"], None),
         2,
         "GEOUL_PASSWORD",
     );
-    let reg = geoul_auth(&cluster, &["register", "bob"], pw);
+    let reg = geoul_auth(cluster, &["register", "bob"], pw);
     assert_eq!(stdout(&reg), "registered bob", "{}", stderr(&reg));
 }

@@ -160,6 +160,7 @@ async fn repair<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableH
         if p.declared_hosts(&table) <= 1 {
             // Alone by design: nothing to diverge from.
             inner.touch(&table, now);
+            handle.sync().note_majority_contact(now);
         } else if now.saturating_sub(previous) > limit {
             // Cut off from every peer for too long: what we hold may miss
             // deletes that peers are about to collect.
@@ -189,6 +190,11 @@ async fn repair<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableH
         inner.link.sync(peer.addr, request, timeout)
     });
     let replies = futures::future::join_all(asks).await;
+    let answered = replies
+        .iter()
+        .filter(|r| matches!(r, Ok(SyncResponse::Digests(_))))
+        .count();
+    let majority = (answered + 1) * 2 > p.declared_hosts(&table).max(1);
     for (peer, reply) in peers.iter().zip(replies) {
         let Ok(SyncResponse::Digests(theirs)) = reply else {
             continue;
@@ -227,6 +233,10 @@ async fn repair<L: ReplicaLink>(inner: &Inner<L>, p: &Placement, handle: &TableH
                 }
             }
         }
+    }
+    if majority && !inner.is_quarantined(&table) {
+        // Marked after the repairs: what this round found missing is here.
+        handle.sync().note_majority_contact(now);
     }
     // `now` is the round's start: a slow round is not a gap.
     let away = now.saturating_sub(previous);

@@ -130,6 +130,9 @@ pub struct SyncProgress {
 pub struct SlotStates {
     states: Box<[AtomicU8]>,
     progress: Mutex<SyncProgress>,
+    /// Start (Unix ms) of the last anti-entropy round in which a majority of
+    /// the table's declared hosts (this node included) answered; 0: never.
+    majority_contact_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Default for SlotStates {
@@ -137,6 +140,7 @@ impl Default for SlotStates {
         Self {
             states: (0..SLOT_COUNT).map(|_| AtomicU8::new(0)).collect(),
             progress: Mutex::new(SyncProgress::default()),
+            majority_contact_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -190,6 +194,23 @@ impl SlotStates {
             }
         }
         bits
+    }
+
+    /// When this node last heard from a majority of the table's hosts in an
+    /// anti-entropy round (Unix ms, the round's start); `None`: not yet. A
+    /// node that heard from a majority recently has also repaired, in that
+    /// round, what it had missed: services use it to decide whether a local
+    /// copy is fresh enough to answer alone (auth's validation).
+    pub fn majority_contact_ms(&self) -> Option<u64> {
+        match self.majority_contact_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// Records a round with majority contact that started at `ms`.
+    pub fn note_majority_contact(&self, ms: u64) {
+        self.majority_contact_ms.fetch_max(ms, Ordering::AcqRel);
     }
 
     /// The progress of the current (or last) sync round.
