@@ -177,6 +177,22 @@ pub enum Denied {
     BadInput(String),
 }
 
+impl Denied {
+    /// A short name of the reason (metric labels, load-generator columns).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::AccountDisabled => "disabled",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::InvalidToken => "invalid_token",
+            Self::RefreshReused => "refresh_reused",
+            Self::UsernameTaken(_) => "taken",
+            Self::NoAccount(_) => "no_account",
+            Self::BadInput(_) => "bad_input",
+        }
+    }
+}
+
 /// What the auth service answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -39,7 +39,7 @@ pub struct AuthConfig {
     pub sessions_per_account: u32,
     /// A node validates from its own copy only if it completed an
     /// anti-entropy round with a majority of auth nodes within this many ms;
-    /// else it reads at `Quorum` (and refuses when cut off). With the
+    /// else it refuses and the caller asks another node. With the
     /// default 1 s anti-entropy period this bounds how long a node can miss
     /// a revocation: this window plus one period.
     pub local_validation_window_ms: u64,

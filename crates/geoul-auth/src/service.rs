@@ -117,16 +117,7 @@ fn retry_after(wait: Duration) -> Denied {
 /// The metric label of an answer.
 fn outcome(r: &Result<AuthResponse, HandlerError>) -> &'static str {
     match r {
-        Ok(AuthResponse::Denied(d)) => match d {
-            Denied::InvalidCredentials => "invalid_credentials",
-            Denied::AccountDisabled => "disabled",
-            Denied::RateLimited { .. } => "rate_limited",
-            Denied::InvalidToken => "invalid_token",
-            Denied::RefreshReused => "refresh_reused",
-            Denied::UsernameTaken(_) => "taken",
-            Denied::NoAccount(_) => "no_account",
-            Denied::BadInput(_) => "bad_input",
-        },
+        Ok(AuthResponse::Denied(d)) => d.kind(),
         Ok(_) => "ok",
         Err(_) => "error",
     }
@@ -445,15 +436,22 @@ impl AuthService {
     }
 
     /// The read level of validation on this node: its own copy while it is
-    /// in touch with a majority of auth nodes (so it has every revocation
-    /// older than the window), else a majority read — which a node cut off
-    /// from the majority cannot do, so it refuses instead of answering from
-    /// a copy that may miss a revocation.
-    pub(crate) fn validation_level(&self, ctx: &Context) -> ReadLevel {
+    /// in touch with a majority of auth nodes (so it holds every revocation
+    /// older than the window); else a `Quorum` read, if it sees a majority
+    /// of the auth nodes alive (briefly, while a failed peer is detected);
+    /// else it refuses — a node cut off from the majority counts only the
+    /// hosts it still sees, so its `Quorum` could be itself — and the caller
+    /// moves on to another node.
+    pub(crate) fn validation_level(&self, ctx: &Context) -> Result<ReadLevel, HandlerError> {
         if ctx.in_touch(SESSIONS, self.config.local_validation_window()) {
-            ReadLevel::One
+            Ok(ReadLevel::One)
+        } else if ctx.sees_majority(SESSIONS) {
+            Ok(ReadLevel::Quorum)
         } else {
-            ReadLevel::Quorum
+            Err(HandlerError::Unavailable(format!(
+                "{} is out of touch with most auth nodes; it does not validate alone",
+                ctx.node_name()
+            )))
         }
     }
 
@@ -525,7 +523,7 @@ impl AuthService {
             Ok(t) => t,
             Err(e) => deny!(Denied::BadInput(e.to_string())),
         };
-        match self.grant(ctx, &token, self.validation_level(ctx)).await? {
+        match self.grant(ctx, &token, self.validation_level(ctx)?).await? {
             None => deny!(Denied::InvalidToken),
             Some((g, expires_at)) => Ok(AuthResponse::Valid(info(&token.key(), g, expires_at))),
         }

@@ -55,7 +55,7 @@ impl AuthService {
             Ok(t) => t,
             Err(e) => return Ok(AuthResponse::Denied(Denied::BadInput(e.to_string()))),
         };
-        let level = self.validation_level(ctx);
+        let level = self.validation_level(ctx)?;
         let Some((grant, _)) = self.grant_at(ctx, &session.key(), false, level).await? else {
             return Ok(AuthResponse::Denied(Denied::InvalidToken));
         };
@@ -122,7 +122,7 @@ impl AuthService {
             tracing::warn!(username = %data.username, "ticket presented by another server; refused");
             return Ok(AuthResponse::Denied(Denied::InvalidToken));
         }
-        let level = self.validation_level(ctx);
+        let level = self.validation_level(ctx)?;
         if self
             .grant_at(ctx, &data.session_key, false, level)
             .await?

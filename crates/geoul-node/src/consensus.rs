@@ -2,7 +2,7 @@
 //! conditional group a hosted service declares, their messages over the
 //! authenticated transport, and membership changes fed by the gossip view.
 //!
-//! Owns: [`Groups`] (opening groups under `<data-dir>/consensus`, serving
+//! Owns: [`Groups`] (opening groups under `<data-dir>/tables/consensus`, serving
 //! peers' Raft messages, [`ConditionalAccess`] for handlers), the transport
 //! [`RaftNet`], and the reconcile loop (every second: the live hosts of the
 //! group's service are its desired members). Does not own: consensus

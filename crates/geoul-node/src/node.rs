@@ -99,8 +99,8 @@ pub enum NodeError {
     Consensus(#[from] geoul_consensus::CondError),
 }
 
-/// Where consensus groups keep their files, beside `tables/` in the data
-/// directory.
+/// Where consensus groups keep their files, inside the tables directory
+/// (`<data-dir>/tables/consensus`): wiping a node's tables wipes them too.
 pub const CONSENSUS_DIR: &str = "consensus";
 
 /// A running node.
@@ -212,7 +212,7 @@ impl<N: Net> Node<N> {
             Some(tables) if !wanted.is_empty() => {
                 Groups::open(
                     wanted,
-                    &tables.with_file_name(CONSENSUS_DIR),
+                    &tables.join(CONSENSUS_DIR),
                     params.advertise,
                     transport.clone(),
                     params.clock.clone(),

@@ -259,6 +259,14 @@ impl<L: ReplicaLink> Replicator<L> {
     }
 
     /// This node's name (as placement knows it).
+    /// Hosts of `table` this node sees alive or suspect, and hosts that
+    /// declared it (dead ones included): a node that sees fewer than a
+    /// majority of the declared hosts may be the cut-off side of a partition.
+    pub fn hosts_seen(&self, table: &str) -> (usize, usize) {
+        let p = self.placement_now();
+        (p.hosts(table).len(), p.declared_hosts(table))
+    }
+
     pub fn placement_me(&self) -> String {
         self.me()
     }

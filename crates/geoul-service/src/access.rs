@@ -119,6 +119,10 @@ impl<L: ReplicaLink> StoreAccess for ReplicatorAccess<L> {
         self.0.store().skew_margin_ms()
     }
 
+    fn hosts_seen(&self, table: &str) -> (usize, usize) {
+        self.0.hosts_seen(table)
+    }
+
     fn majority_contact_ms(&self, table: &str) -> Option<u64> {
         self.0.store().table(table)?.sync().majority_contact_ms()
     }

@@ -88,6 +88,8 @@ pub trait StoreAccess: Send + Sync + 'static {
     /// When this node last completed an anti-entropy round with a majority
     /// of `table`'s hosts (Unix ms); `None`: not yet, or no such table.
     fn majority_contact_ms(&self, table: &str) -> Option<u64>;
+    /// Hosts of `table` seen alive or suspect, and hosts that declared it.
+    fn hosts_seen(&self, table: &str) -> (usize, usize);
     /// Visible entries whose key starts with `prefix`, from every host, in
     /// key order (`partial` when some slot could not be answered).
     fn scan(
@@ -280,6 +282,15 @@ impl Context {
             .store
             .majority_contact_ms(table)
             .is_some_and(|at| self.now_ms().saturating_sub(at) <= window)
+    }
+
+    /// Whether this node sees a majority of the hosts that declared `table`
+    /// alive (a node on the minority side of a partition does not, once it
+    /// declared the others dead; a `Quorum` read there counts only the hosts
+    /// it still sees).
+    pub fn sees_majority(&self, table: &str) -> bool {
+        let (seen, declared) = self.shared.store.hosts_seen(table);
+        seen * 2 > declared
     }
 
     /// Visible entries of `table` whose key starts with `prefix`, in key

@@ -64,6 +64,9 @@ pub struct SimServices {
     pub docs: bool,
     /// Host `docs` only on the first this many nodes (a service on a subset).
     pub docs_nodes: Option<usize>,
+    /// The `auth` service ([`crate::auth_config`]); its consensus group needs
+    /// `kv_durability: Disk` (a data directory).
+    pub auth: bool,
 }
 
 impl Default for SimOptions {
@@ -623,6 +626,12 @@ impl HostSpec {
                 (self.services.docs && self.services.docs_nodes.is_none_or(|n| self.index < n))
                     .then(|| geoul_service::hosted(crate::docs::DocsService)),
             )
+            .chain(self.services.auth.then(|| {
+                match geoul_auth::AuthService::new(crate::auth_config()) {
+                    Ok(auth) => geoul_service::hosted(auth),
+                    Err(e) => panic!("the simulation's auth config is valid: {e}"),
+                }
+            }))
             .collect(),
             membership: self.membership.clone(),
             generation,

@@ -78,3 +78,28 @@ pub fn init_logging() {
             .try_init();
     }
 }
+
+/// The `auth` configuration of simulated nodes: argon2id at its floor (the
+/// simulation checks behaviour, not hashing cost), no per-source limit (every
+/// call comes from a simulated node), a validation window sized to the
+/// simulation's 500 ms anti-entropy period.
+pub fn auth_config() -> geoul_auth::AuthConfig {
+    geoul_auth::AuthConfig {
+        argon2: geoul_auth::HashParams {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+        hash_parallelism: 2,
+        session_ttl_s: 30,
+        source_limit: geoul_auth::limits::RateLimit {
+            burst: 1_000_000,
+            per_second: 1_000_000.0,
+        },
+        local_validation_window_ms: AUTH_WINDOW_MS,
+        ..geoul_auth::AuthConfig::default()
+    }
+}
+
+/// [`auth_config`]'s `local_validation_window_ms`.
+pub const AUTH_WINDOW_MS: u64 = 1500;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use geoul_auth::{AuthClient, AuthError, Denied, AUTH};
+use geoul_auth::{AuthClient, AuthError, AUTH};
 use rand::{Rng, SeedableRng};
 
 use crate::bench::kv_hist::Histogram;
@@ -99,17 +99,7 @@ impl Tally {
 /// A short name for an error kind (the table's columns).
 fn kind(e: &AuthError) -> String {
     match e {
-        AuthError::Denied(d) => match d {
-            Denied::InvalidCredentials => "invalid_credentials",
-            Denied::AccountDisabled => "disabled",
-            Denied::RateLimited { .. } => "rate_limited",
-            Denied::InvalidToken => "invalid_token",
-            Denied::RefreshReused => "refresh_reused",
-            Denied::UsernameTaken(_) => "taken",
-            Denied::NoAccount(_) => "no_account",
-            Denied::BadInput(_) => "bad_input",
-        }
-        .into(),
+        AuthError::Denied(d) => d.kind().into(),
         AuthError::Call(c) => {
             let text = c.to_string();
             let head: String = text
