@@ -9,12 +9,14 @@
 //! Modules: `api` (requests, answers, the typed client), `service` (what
 //! each request does), `records` (tables and stored documents), `password`
 //! (argon2id), `token` (CSPRNG tokens, stored hashed), `names` (username and
-//! password rules), `limits` (rate limits), `tickets` (single-use server
+//! password rules), `limits` (rate limits), `locks`
+//! (exactly-once locks), `tickets` (single-use server
 //! tickets on the framework's conditional writes), `config`, `metrics`.
 
 pub mod api;
 pub mod config;
 pub mod limits;
+pub mod locks;
 pub mod metrics;
 pub mod names;
 pub mod password;

@@ -19,15 +19,15 @@
 use std::time::Duration;
 
 use geoul_client::query_lang::{CmpOp, Expr, OrderKey, Query};
-use geoul_service::{
-    CondOp, CondOutcome, Context, HandlerError, Limits, PutOptions, ReadLevel, Service,
-};
+use geoul_service::{Context, HandlerError, Limits, PutOptions, ReadLevel, Service};
 use geoul_store::{TableSpec, Value};
 use prometheus_client::registry::Registry;
 
 use crate::api::{AuthRequest, AuthResponse, Denied, SessionInfo, Tokens, AUTH};
 use crate::config::AuthConfig;
 use crate::limits::Limiter;
+pub use crate::locks::LOCKS;
+use crate::locks::{lock_key, REFRESH_LOCK, REGISTER_LOCK};
 use crate::metrics::AuthMetrics;
 use crate::names::{NameError, Password, Username};
 use crate::password::{HashError, Hasher};
@@ -36,23 +36,6 @@ use crate::records::{
     RecordError, ACCOUNTS, SESSIONS,
 };
 use crate::token::{random_id, Token, TokenError, TokenKind};
-
-/// The consensus group of the service's exactly-once decisions: server
-/// tickets, registration and refresh locks.
-pub const LOCKS: &str = "auth.tickets";
-/// How long a registration holds its name's lock (covers the account write).
-const REGISTER_LOCK: Duration = Duration::from_secs(30);
-/// How long a spent refresh token's lock lives (the `used` flag, written at
-/// Quorum meanwhile, covers the time after).
-const REFRESH_LOCK: Duration = Duration::from_secs(120);
-
-/// A key in the locks group: a tag byte and the subject.
-pub(crate) fn lock_key(tag: u8, subject: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + subject.len());
-    k.push(tag);
-    k.extend_from_slice(subject);
-    k
-}
 
 /// Entries deleted per pass when revoking many (bounded work per request).
 const REVOKE_PAGE: u32 = 1000;
@@ -234,50 +217,6 @@ impl AuthService {
         {
             None => Ok(None),
             Some(r) => Ok(Some(Account::from_doc(&r.doc).map_err(store_err)?)),
-        }
-    }
-
-    /// Takes `key` in the locks group for `ttl`: `true` for exactly one
-    /// caller until it expires.
-    async fn lock(&self, ctx: &Context, key: &[u8], ttl: Duration) -> Result<bool, HandlerError> {
-        Ok(self.lock_version(ctx, key, ttl).await?.is_some())
-    }
-
-    /// [`Self::lock`] that returns the lock's version when taken (to release
-    /// it with [`Self::unlock`]).
-    async fn lock_version(
-        &self,
-        ctx: &Context,
-        key: &[u8],
-        ttl: Duration,
-    ) -> Result<Option<u64>, HandlerError> {
-        let op = CondOp::CreateIfAbsent {
-            key: key.to_vec(),
-            value: ctx.node_name().as_bytes().to_vec(),
-            ttl_ms: Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
-        };
-        match ctx.conditional(LOCKS, op).await? {
-            CondOutcome::Done { version, .. } => Ok(Some(version)),
-            CondOutcome::Conflict { .. } => Ok(None),
-            CondOutcome::Full => Err(HandlerError::Unavailable(
-                "too many pending exactly-once decisions; retry later".into(),
-            )),
-            other => Err(HandlerError::Unavailable(format!(
-                "unexpected lock outcome {other:?}"
-            ))),
-        }
-    }
-
-    /// Releases a lock taken at `version` (best effort: it expires anyway).
-    async fn unlock(&self, ctx: &Context, key: &[u8], version: u64) {
-        let op = CondOp::CompareAndSet {
-            key: key.to_vec(),
-            expected: Some(version),
-            value: None,
-            ttl_ms: None,
-        };
-        if let Err(e) = ctx.conditional(LOCKS, op).await {
-            tracing::debug!(error = %e, "lock not released; it expires");
         }
     }
 
