@@ -5,14 +5,15 @@
 //! configuration parsing (`config`), HTTP (`admin`), process concerns such as
 //! signals and logging (the binary).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use geoul_client::Routes;
 use geoul_membership::{
-    Membership, MembershipConfig, MembershipError, MembershipMetrics, MembershipOptions, NodeId,
-    NodeMeta, ServiceHealth,
+    MemberState, Membership, MembershipConfig, MembershipError, MembershipMetrics,
+    MembershipOptions, NodeId, NodeMeta, ServiceHealth,
 };
 use geoul_replication::sync::{SyncConfig, SyncManager, SyncMetrics, SyncServer};
 use geoul_replication::{LocalStore, Placement, ReplicationMetrics, Replicator, StoreError};
@@ -249,6 +250,10 @@ impl<N: Net> Node<N> {
                 sync.last_contact_fn(),
             )));
         }
+        background.push(tokio::spawn(end_backoffs_of_live_peers(
+            membership.clone(),
+            transport.clone(),
+        )));
         background.push(tokio::spawn(crate::consensus::reconcile_forever(
             groups.clone(),
             membership.clone(),
@@ -444,6 +449,33 @@ async fn follow_placement(
         placement.send_replace(Arc::new(next));
         let topology = crate::topology::topology(&snapshot.view);
         routes.send_replace(Arc::new(Routes::new(&topology)));
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Ends the dial backoff of every peer the failure detector sees come alive
+/// (back from a crash, a partition, or a new life): the detector's word
+/// that it answers is fresher than a backoff that grew while it was away,
+/// which would otherwise keep requests to it failing for up to
+/// `backoff_max` after it returned.
+async fn end_backoffs_of_live_peers<N: Net>(membership: Membership, transport: Transport<N>) {
+    let mut snapshots = membership.snapshots();
+    let mut alive: HashMap<String, u64> = HashMap::new();
+    loop {
+        let view = snapshots.borrow_and_update().view.clone();
+        let mut now_alive = HashMap::new();
+        for m in view.members.values() {
+            if m.is_self || m.state != MemberState::Alive {
+                continue;
+            }
+            if alive.get(&m.id.name) != Some(&m.incarnation) && transport.peer_alive(m.id.addr) {
+                tracing::debug!(peer = %m.id, "peer alive again; dialling it at once");
+            }
+            now_alive.insert(m.id.name.clone(), m.incarnation);
+        }
+        alive = now_alive;
         if snapshots.changed().await.is_err() {
             return;
         }

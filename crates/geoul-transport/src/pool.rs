@@ -4,7 +4,10 @@
 //! connections, and backoff after failed dials. While an address is in backoff,
 //! requests to it fail at once with `Unreachable`, so callers fail over instead of
 //! queueing behind a dead peer. Backoff grows exponentially with full jitter between
-//! `backoff_min` and `backoff_max`; one successful dial resets it. The jitter RNG is
+//! `backoff_min` and `backoff_max`; one successful dial resets it, and news that
+//! the peer is alive (`end_backoff`, from the failure detector) ends the current
+//! wait, so a peer back from a crash or partition is dialled at once rather than
+//! after a backoff grown while it was away. The jitter RNG is
 //! seeded from `TransportConfig::rng_seed` so simulations reproduce.
 //!
 //! A dial runs in its own task: a caller whose deadline passes stops waiting, but the
@@ -235,6 +238,25 @@ impl<N: Net> Pool<N> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         rng.random_range(min..=ceiling)
+    }
+
+    /// Ends a backoff on `addr` now, keeping its failure count (a peer that
+    /// answers probes but refuses connections still backs off longer each time).
+    /// Returns whether `addr` was backing off.
+    pub(crate) fn end_backoff(&self, addr: SocketAddr) -> bool {
+        let mut state = self.lock();
+        match state.peers.get_mut(&addr) {
+            Some(Peer {
+                slot: Slot::Backoff { until, .. },
+                ..
+            }) => {
+                let now = Instant::now();
+                let was = *until > now;
+                *until = now;
+                was
+            }
+            _ => false,
+        }
     }
 
     /// Closes every connection (pending requests fail with `ShuttingDown`) and refuses

@@ -132,6 +132,14 @@ impl<N: Net> Transport<N> {
         connection.send_oneway(payload, deadline).await
     }
 
+    /// Tells the transport that `to` is alive (the failure detector heard from
+    /// it): a dial backoff on it ends now, so the next request dials at once
+    /// instead of failing fast for the rest of a backoff that grew while the
+    /// peer was away (up to `backoff_max`). Returns whether it was backing off.
+    pub fn peer_alive(&self, to: SocketAddr) -> bool {
+        self.inner.pool.end_backoff(to)
+    }
+
     /// Live counters.
     pub fn metrics(&self) -> Arc<TransportMetrics> {
         Arc::clone(&self.inner.metrics)

@@ -237,6 +237,35 @@ async fn backoff_ends_and_success_resets_it() {
 }
 
 #[tokio::test]
+async fn news_of_a_live_peer_ends_its_backoff() {
+    let dead = tokio::net::TcpListener::bind(LOOPBACK).await.expect("bind");
+    let addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let slow_retry = TransportConfig {
+        backoff_min: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(60),
+        ..config("node-1")
+    };
+    let node = client_node(SECRET, slow_retry).await;
+    assert!(node
+        .request(addr, Bytes::from_static(b"x"), SHORT)
+        .await
+        .is_err());
+    let (_server, _) = server_at(addr, config("node-server")).await;
+    // Still in its 30 s backoff: fails fast although the peer is back.
+    assert!(matches!(
+        node.request(addr, Bytes::from_static(b"x"), SHORT).await,
+        Err(RequestError::Unreachable { .. })
+    ));
+    assert!(node.peer_alive(addr), "it was backing off");
+    assert_eq!(
+        node.request(addr, Bytes::from_static(b"x"), SHORT).await,
+        Ok(Bytes::from_static(b"x"))
+    );
+    assert!(!node.peer_alive(addr), "connected, nothing to end");
+}
+
+#[tokio::test]
 async fn pending_requests_fail_when_the_connection_dies() {
     let (server, _) = server().await;
     let node = client_node(SECRET, config("node-1")).await;

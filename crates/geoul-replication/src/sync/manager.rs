@@ -527,7 +527,7 @@ async fn schedule_forever<L: ReplicaLink>(inner: Arc<Inner<L>>, on_syncing: Sync
             }
         }
         for handle in inner.store.tables() {
-            let syncing = handle.sync().counts().syncing > 0;
+            let syncing = handle.sync().syncing_count() > 0;
             let name = handle.spec().name.clone();
             if advertised.get(&name) != Some(&syncing) {
                 on_syncing(&name, syncing);
@@ -546,7 +546,7 @@ async fn schedule_forever<L: ReplicaLink>(inner: Arc<Inner<L>>, on_syncing: Sync
         }
         'tables: for handle in inner.store.tables() {
             let table = handle.spec().name.clone();
-            if inner.is_quarantined(&table) {
+            if inner.is_quarantined(&table) || handle.sync().syncing_count() == 0 {
                 continue;
             }
             for slot in Slot::all() {

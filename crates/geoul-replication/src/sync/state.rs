@@ -133,6 +133,9 @@ pub struct SlotStates {
     /// Start (Unix ms) of the last anti-entropy round in which a majority of
     /// the table's declared hosts (this node included) answered; 0: never.
     majority_contact_ms: std::sync::atomic::AtomicU64,
+    /// Slots in `Syncing`, kept by `set` so the scheduler's idle check does
+    /// not scan every slot each tick.
+    syncing: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for SlotStates {
@@ -141,6 +144,7 @@ impl Default for SlotStates {
             states: (0..SLOT_COUNT).map(|_| AtomicU8::new(0)).collect(),
             progress: Mutex::new(SyncProgress::default()),
             majority_contact_ms: std::sync::atomic::AtomicU64::new(0),
+            syncing: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -161,7 +165,23 @@ impl SlotStates {
 
     /// Sets the state of `slot`, returning the previous one.
     pub fn set(&self, slot: Slot, state: SlotState) -> SlotState {
-        SlotState::from_code(self.states[slot.index()].swap(state.code(), Ordering::AcqRel))
+        let before =
+            SlotState::from_code(self.states[slot.index()].swap(state.code(), Ordering::AcqRel));
+        match (before == SlotState::Syncing, state == SlotState::Syncing) {
+            (false, true) => {
+                self.syncing.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.syncing.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        before
+    }
+
+    /// How many slots are `Syncing` (without scanning them).
+    pub fn syncing_count(&self) -> usize {
+        self.syncing.load(Ordering::Acquire)
     }
 
     /// Whether a read for `slot` may be answered here.
@@ -246,5 +266,25 @@ mod tests {
         assert_eq!(bits[63], 1 << 63);
         let c = s.counts();
         assert_eq!((c.synced, c.leaving), (1, 1));
+    }
+
+    #[test]
+    fn the_syncing_count_follows_every_transition() {
+        let s = SlotStates::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            // xorshift: a fixed pseudo-random walk over slots and states.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let slot = Slot::new((x % u64::from(SLOT_COUNT)) as u16).expect("slot");
+            let state = SlotState::ALL[((x >> 20) % 5) as usize];
+            s.set(slot, state);
+        }
+        assert_eq!(s.syncing_count(), s.counts().syncing as usize);
+        for slot in Slot::all() {
+            s.set(slot, SlotState::Syncing);
+        }
+        assert_eq!(s.syncing_count(), usize::from(SLOT_COUNT));
     }
 }
