@@ -50,6 +50,12 @@ pub struct GroupConfig {
     pub learner_lag_max: u64,
     /// How long a bootstrap promise holds (see the crate doc, "Initialization").
     pub bootstrap_promise_ms: u64,
+    /// A group that was never initialized is first formed only once `desired`
+    /// holds at least this many nodes (like Consul's `bootstrap_expect`): a
+    /// node that sees too few, e.g. one started while its peers were
+    /// unreachable, waits rather than form a group of its own. Set it to a
+    /// majority of the hosts, so any two views allowed to bootstrap overlap.
+    pub bootstrap_expect: usize,
 }
 
 impl GroupConfig {
@@ -69,6 +75,7 @@ impl GroupConfig {
             remove_after_ms: 60_000,
             learner_lag_max: 64,
             bootstrap_promise_ms: 10_000,
+            bootstrap_expect: 1,
         }
     }
 
@@ -89,6 +96,12 @@ impl GroupConfig {
         }
         if self.hello_timeout_ms == 0 || self.install_snapshot_timeout_ms == 0 {
             return bad("hello_timeout_ms and install_snapshot_timeout_ms must be > 0".into());
+        }
+        if self.bootstrap_expect == 0 || self.bootstrap_expect > crate::types::MAX_MEMBERS {
+            return bad(format!(
+                "bootstrap_expect must be in 1..={}",
+                crate::types::MAX_MEMBERS
+            ));
         }
         if self.snapshot_every_n_logs == 0 {
             return bad("snapshot_every_n_logs must be > 0".into());

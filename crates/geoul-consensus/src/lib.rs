@@ -52,7 +52,10 @@
 //!
 //! ## Initialization
 //!
-//! A replica with no membership says `Hello` to every desired address. If any peer
+//! A replica with no membership first waits until `desired` holds at least
+//! `bootstrap_expect` nodes, so a node that sees too few (started while its
+//! peers were unreachable) does not form a group of its own. It then says
+//! `Hello` to every desired address. If any peer
 //! already belongs to a group (has a log or a vote), it waits to be added — this is
 //! what a node whose directory was wiped does. Otherwise, only if its own address is
 //! the smallest among the replicas that answered, and those are a majority of
@@ -69,8 +72,10 @@
 //! membership entries it receives. The smallest-address rule only makes the common
 //! case settle in one round.
 //!
-//! *Not covered:* nodes that disagree on `desired` during bootstrap (their majorities
-//! need not intersect): bootstrap from a stable host list. A group where a majority of
+//! *Not covered by the promise rule alone:* nodes that disagree on `desired` during
+//! bootstrap (their majorities need not intersect). `bootstrap_expect` covers it
+//! when set to a majority of the hosts: two views of at least that size share a
+//! node, whose one promise at a time decides. A group where a majority of
 //! voters lost their data at once cannot recover by itself (the survivors cannot
 //! reach a quorum; Raft cannot tell "lost" from "slow"): an operator must wipe all of
 //! it, and then it bootstraps as a new, empty group.

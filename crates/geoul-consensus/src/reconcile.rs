@@ -184,6 +184,13 @@ impl CondGroup {
         if !desired.contains(me.as_str()) {
             return waiting("own address is not in the desired set".into());
         }
+        let expect = self.config().bootstrap_expect;
+        if desired.len() < expect {
+            return waiting(format!(
+                "sees {} of the {expect} nodes expected before the first bootstrap (bootstrap_expect)",
+                desired.len()
+            ));
+        }
         if self
             .inner
             .raft

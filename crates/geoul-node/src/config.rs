@@ -118,6 +118,8 @@ pub struct RawConfig {
     pub skew_margin_ms: Option<u64>,
     /// Sync, anti-entropy and tombstone GC (`[sync]`).
     pub sync: Option<crate::config_sync::RawSync>,
+    /// Hosts a conditional group must see before it is first formed.
+    pub bootstrap_expect: Option<usize>,
 }
 
 impl RawConfig {
@@ -153,7 +155,8 @@ impl RawConfig {
             auth,
             fsync_period_ms,
             skew_margin_ms,
-            sync
+            sync,
+            bootstrap_expect
         );
         self
     }
@@ -192,7 +195,13 @@ pub struct NodeConfig {
     pub skew_margin: Duration,
     /// Sync, anti-entropy and tombstone GC.
     pub sync_config: geoul_replication::sync::SyncConfig,
+    /// Hosts a conditional group must see before it is first formed; `None`:
+    /// a majority of the seeds and this node.
+    pub bootstrap_expect: Option<usize>,
 }
+
+/// Largest `bootstrap_expect`: the most members a consensus group has.
+pub const BOOTSTRAP_EXPECT_MAX: usize = 64;
 
 /// Default clock-skew allowance: NTP keeps LAN clocks within a few ms; 500 ms
 /// covers a badly synced host.
@@ -392,6 +401,15 @@ impl NodeConfig {
                 raw.skew_margin_ms.unwrap_or(SKEW_MARGIN_DEFAULT_MS),
             ),
             sync_config: crate::config_sync::sync_config(raw.sync)?,
+            bootstrap_expect: match raw.bootstrap_expect {
+                Some(n) if n == 0 || n > BOOTSTRAP_EXPECT_MAX => {
+                    return Err(invalid(
+                        "bootstrap_expect",
+                        format!("must be in 1..={BOOTSTRAP_EXPECT_MAX}"),
+                    ))
+                }
+                other => other,
+            },
         })
     }
 }
@@ -480,6 +498,15 @@ mod tests {
             }),
             "cluster_secret_file"
         );
+        for n in [0, BOOTSTRAP_EXPECT_MAX + 1] {
+            assert_eq!(
+                field_of(RawConfig {
+                    bootstrap_expect: Some(n),
+                    ..raw()
+                }),
+                "bootstrap_expect"
+            );
+        }
         assert_eq!(
             field_of(RawConfig {
                 services: Some(vec!["Bad!".into()]),

@@ -75,10 +75,12 @@ impl<N: Net> RaftNet for TransportRaftNet<N> {
 
 impl Groups {
     /// Opens `wanted` (group name, service name) under `dir`, reachable at
-    /// `self_addr`, talking over `transport`.
+    /// `self_addr`, talking over `transport`; a group is first formed only
+    /// once `bootstrap_expect` hosts of its service are seen alive.
     pub async fn open<N: Net>(
         wanted: Vec<(String, String)>,
         dir: &Path,
+        bootstrap_expect: usize,
         self_addr: SocketAddr,
         transport: Transport<N>,
         clock: Arc<dyn Clock>,
@@ -91,7 +93,10 @@ impl Groups {
         }
         for (group, service) in wanted {
             let g = CondGroup::open(
-                GroupConfig::new(group.clone()),
+                GroupConfig {
+                    bootstrap_expect,
+                    ..GroupConfig::new(group.clone())
+                },
                 dir,
                 self_addr.to_string(),
                 net.clone(),

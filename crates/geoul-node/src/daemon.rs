@@ -69,6 +69,7 @@ pub async fn serve(
         sync: config.sync,
         skew_margin: config.skew_margin,
         sync_config: config.sync_config.clone(),
+        bootstrap_expect: config.bootstrap_expect,
     };
     let node = Arc::new(Node::start(TokioNet, secret, params).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -69,6 +69,19 @@ pub struct NodeParams {
     pub skew_margin: Duration,
     /// Sync, anti-entropy and tombstone GC settings.
     pub sync_config: SyncConfig,
+    /// Nodes a conditional group must see hosting its service before it is
+    /// first formed; `None`: a majority of the seeds and this node
+    /// ([`default_bootstrap_expect`]).
+    pub bootstrap_expect: Option<usize>,
+}
+
+/// A majority of the distinct addresses among `seeds` and `me`: with the usual
+/// configuration (every node seeded with the others) any two views that large
+/// overlap, so two sides of a partition at startup cannot each form a group.
+pub fn default_bootstrap_expect(seeds: &[SocketAddr], me: SocketAddr) -> usize {
+    let distinct: std::collections::BTreeSet<SocketAddr> =
+        seeds.iter().copied().chain([me]).collect();
+    distinct.len() / 2 + 1
 }
 
 /// How often the expiry sweeper runs, and how many entries it examines per run:
@@ -214,6 +227,9 @@ impl<N: Net> Node<N> {
                 Groups::open(
                     wanted,
                     &tables.join(CONSENSUS_DIR),
+                    params.bootstrap_expect.unwrap_or_else(|| {
+                        default_bootstrap_expect(&params.seeds, params.advertise)
+                    }),
                     params.advertise,
                     transport.clone(),
                     params.clock.clone(),
@@ -508,5 +524,22 @@ async fn sweep_forever(store: Arc<LocalStore>, counters: Arc<crate::metrics::Swe
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_bootstrap_expect_is_a_majority_of_seeds_and_self() {
+        let a: SocketAddr = "10.0.0.1:7000".parse().expect("addr");
+        let b: SocketAddr = "10.0.0.2:7000".parse().expect("addr");
+        let c: SocketAddr = "10.0.0.3:7000".parse().expect("addr");
+        assert_eq!(default_bootstrap_expect(&[], a), 1, "a cluster of one");
+        assert_eq!(default_bootstrap_expect(&[b, c], a), 2);
+        // Seeding a node with itself (one list for every node) counts it once.
+        assert_eq!(default_bootstrap_expect(&[a, b, c], a), 2);
+        assert_eq!(default_bootstrap_expect(&[a, b, c, b], c), 2);
     }
 }

@@ -641,6 +641,7 @@ impl HostSpec {
             sync: geoul_storage::SyncPolicy::EveryBatch,
             skew_margin: Duration::from_millis(200),
             sync_config: self.sync.clone(),
+            bootstrap_expect: None,
         };
         let node = Node::start(SimNet::new(self.loss.clone()), self.secret.clone(), params).await?;
         let mut events = node.membership().watch();

@@ -30,6 +30,7 @@ fn flags(args: &NodeArgs) -> Result<RawConfig, Failure> {
         fsync_period_ms: None,
         skew_margin_ms: None,
         sync: None,
+        bootstrap_expect: None,
     })
 }
 
