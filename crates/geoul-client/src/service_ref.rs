@@ -373,7 +373,7 @@ impl ServiceRef {
                 Attempt::Next(format!("{who}: {failure}"))
             }
             Failure::Overloaded(_) => Attempt::Next(format!("{who}: overloaded")),
-            Failure::Behind(_) => Attempt::Next(format!("{who}: {failure}")),
+            Failure::Behind(_) | Failure::NotReady(_) => Attempt::Next(format!("{who}: {failure}")),
             Failure::Unavailable(reason) => Attempt::Maybe(format!("{who}: {reason}")),
             Failure::DeadlineExceeded => Attempt::Maybe(format!("{who}: deadline exceeded")),
             Failure::Rejected { reason, .. } => {

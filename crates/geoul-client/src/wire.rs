@@ -167,6 +167,11 @@ pub enum Failure {
     /// The request was malformed or out of bounds.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The service is not ready on this node (e.g. its consensus group has
+    /// not formed yet) and did nothing: a retry, elsewhere or later, is safe.
+    /// Last, so older decoders keep their variant numbers.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 impl Failure {
@@ -180,6 +185,7 @@ impl Failure {
                 | Self::Overloaded(_)
                 | Self::BadRequest(_)
                 | Self::Behind(_)
+                | Self::NotReady(_)
         )
     }
 }

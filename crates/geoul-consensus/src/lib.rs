@@ -142,6 +142,7 @@ pub use net::{BoxFuture, RaftNet};
 pub use reconcile::Reconciled;
 pub use types::{
     CondOp, CondOutcome, Entry, NodeId, MAX_ADDR_BYTES, MAX_ENTRIES_PER_APPEND, MAX_GROUP_BYTES,
-    MAX_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_BYTES, MAX_VALUE_BYTES, SNAPSHOT_CHUNK_BYTES,
+    MAX_GROUP_NAME_BYTES, MAX_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_BYTES, MAX_VALUE_BYTES,
+    SNAPSHOT_CHUNK_BYTES,
 };
 pub use wire::{HelloReply, RaftReply, RaftRequest, WireError};

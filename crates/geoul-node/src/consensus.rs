@@ -8,7 +8,7 @@
 //! group's service are its desired members). Does not own: consensus
 //! (`geoul-consensus`) or what services do with it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use geoul_consensus::{
     CondError, CondGroup, CondOp, CondOutcome, GroupConfig, RaftNet, RaftRequest, Reconciled,
 };
-use geoul_membership::{MemberState, Membership};
+use geoul_membership::{MemberState, Membership, ServiceHealth};
 use geoul_service::{ConditionalAccess, StoreError};
 use geoul_store::Clock;
 use geoul_transport::{Net, Transport};
@@ -167,18 +167,31 @@ impl ConditionalAccess for Groups {
                 .await
                 .map_err(|e| match e {
                     CondError::TooLarge { .. } => StoreError::BadKey(e.to_string()),
+                    // Nothing was proposed: the group has not formed yet.
+                    CondError::NotInitialized => StoreError::NotReady(format!("{name}: {e}")),
                     other => StoreError::Unavailable(format!("{name}: {other}")),
                 })
         })
     }
 }
 
+/// The health reason of a service whose group has not formed on this node
+/// (within the 64 bytes membership metadata allows a reason; group names
+/// are ASCII).
+pub fn not_formed(group: &str) -> String {
+    let mut reason = format!("consensus group {group} not formed yet");
+    reason.truncate(geoul_membership::meta::HEALTH_REASON_BYTES_MAX);
+    reason
+}
+
 /// Every `RECONCILE_EVERY`: the addresses of live members hosting each
-/// group's service become the group's desired members.
+/// group's service become the group's desired members; a service is
+/// advertised degraded while one of its groups has not formed on this node.
 pub async fn reconcile_forever(groups: Arc<Groups>, membership: Membership) {
     if groups.groups.is_empty() {
         return;
     }
+    let mut advertised: HashMap<String, bool> = HashMap::new();
     tokio::time::sleep(SETTLE).await;
     let mut tick = tokio::time::interval(RECONCILE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,6 +235,39 @@ pub async fn reconcile_forever(groups: Arc<Groups>, membership: Membership) {
                 last.insert(name.clone(), outcome);
             }
         }
+        advertise_readiness(&groups, &membership, &mut advertised).await;
+    }
+}
+
+/// Sets each service with groups healthy once all its groups are formed on
+/// this node, degraded (with the first missing group) until then.
+async fn advertise_readiness(
+    groups: &Groups,
+    membership: &Membership,
+    advertised: &mut HashMap<String, bool>,
+) {
+    let mut missing: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (name, (service, group)) in &groups.groups {
+        let entry = missing.entry(service.clone()).or_default();
+        if entry.is_none() && !group.status().await.initialized {
+            *entry = Some(name.clone());
+        }
+    }
+    for (service, missing) in missing {
+        let ready = missing.is_none();
+        if advertised.get(&service) == Some(&ready) {
+            continue;
+        }
+        let health = match &missing {
+            None => ServiceHealth::Healthy,
+            Some(group) => ServiceHealth::Degraded(not_formed(group)),
+        };
+        match membership.set_service_health(&service, health).await {
+            Ok(()) => {
+                advertised.insert(service, ready);
+            }
+            Err(e) => tracing::warn!(service, error = %e, "could not advertise readiness"),
+        }
     }
 }
 
@@ -230,4 +276,19 @@ fn worth_logging(outcome: &str) -> bool {
     ![Reconciled::Idle, Reconciled::NotLeader, Reconciled::Busy]
         .iter()
         .any(|r| format!("{r:?}") == outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_not_formed_reason_fits_membership_metadata() {
+        let longest = "g".repeat(geoul_consensus::MAX_GROUP_NAME_BYTES);
+        assert!(not_formed(&longest).len() <= geoul_membership::meta::HEALTH_REASON_BYTES_MAX);
+        assert_eq!(
+            not_formed("auth.tickets"),
+            "consensus group auth.tickets not formed yet"
+        );
+    }
 }

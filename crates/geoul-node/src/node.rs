@@ -145,7 +145,15 @@ impl<N: Net> Node<N> {
             if let Some(table) = service.tables().first() {
                 meta.routes.insert(name.clone(), table.name.clone());
             }
-            meta.services.insert(name, ServiceHealth::Healthy);
+            // Degraded until its consensus groups form (`consensus::reconcile_forever`
+            // reports it healthy then): it serves, but conditional writes wait.
+            let health = match service.conditional_groups().first() {
+                Some(group) if params.tables_dir.is_some() => {
+                    ServiceHealth::Degraded(crate::consensus::not_formed(group))
+                }
+                _ => ServiceHealth::Healthy,
+            };
+            meta.services.insert(name, health);
         }
         let store = Arc::new(open_store(&params)?);
         let uses = store.table_uses();

@@ -174,6 +174,15 @@ impl StatusReport {
         self.tables.values().all(TableStatus::synced)
     }
 
+    /// Whether every alive member reports every service it hosts healthy
+    /// (not degraded, e.g. waiting for a consensus group to form).
+    pub fn services_healthy(&self) -> bool {
+        self.members
+            .iter()
+            .filter(|m| m.state == "alive")
+            .all(|m| m.services.values().all(|s| s.health == "healthy"))
+    }
+
     /// Members in `state`.
     pub fn count(&self, state: &str) -> usize {
         self.members.iter().filter(|m| m.state == state).count()

@@ -38,6 +38,10 @@ pub enum StoreError {
     /// No replica reached the version the caller's session has seen.
     #[error("{0}")]
     Behind(String),
+    /// Not ready on this node and nothing was done (e.g. a conditional group
+    /// not formed yet): safe to retry, here later or on another node.
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// The query is invalid.
     #[error("bad query: {0}")]
     BadQuery(String),
@@ -352,7 +356,16 @@ impl Context {
         if !self.shared.groups.iter().any(|g| g == group) {
             return Err(StoreError::UnknownTable(group.to_string()));
         }
-        self.shared.cond.submit(group, op, self.remaining()).await
+        let mutates = !matches!(op, crate::conditional::CondOp::Get { .. });
+        let result = self.shared.cond.submit(group, op, self.remaining()).await;
+        if mutates && !matches!(result, Err(StoreError::NotReady(_))) {
+            // It may have applied: a later `Behind` or `NotReady` must not
+            // tell the caller that nothing happened.
+            self.trail
+                .wrote
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     /// A ref to another service (or this one), for calls from inside a

@@ -345,6 +345,10 @@ impl ServiceHost {
                     Failure::Unavailable(reason)
                 }
                 CallFault::Handler(HandlerError::Behind(reason)) => Failure::Behind(reason),
+                CallFault::Handler(HandlerError::NotReady(reason)) if trail.wrote() => {
+                    Failure::Unavailable(reason)
+                }
+                CallFault::Handler(HandlerError::NotReady(reason)) => Failure::NotReady(reason),
             }),
         }
     }
@@ -362,6 +366,7 @@ fn failure_word(f: &Failure) -> &'static str {
         Failure::DeadlineExceeded => "deadline",
         Failure::Unavailable(_) => "unavailable",
         Failure::Behind(_) => "behind",
+        Failure::NotReady(_) => "not_ready",
         Failure::Internal(_) => "internal",
         Failure::BadRequest(_) => "bad_request",
     }

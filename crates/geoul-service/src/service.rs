@@ -148,6 +148,10 @@ pub enum HandlerError {
     /// This node is behind what the caller already saw.
     #[error("{0}")]
     Behind(String),
+    /// Not ready on this node and nothing was done: the caller may retry,
+    /// here later or elsewhere.
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl HandlerError {
@@ -161,6 +165,7 @@ impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Behind(_) => Self::Behind(e.to_string()),
+            StoreError::NotReady(_) => Self::NotReady(e.to_string()),
             StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
             StoreError::UnknownTable(_)
             | StoreError::BadKey(_)

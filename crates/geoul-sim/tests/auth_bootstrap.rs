@@ -2,13 +2,15 @@
 //! come up in (issue 7): each node starts cut off from some or all of the
 //! others (as if they were not running yet), the links come back in a random
 //! order, and then every ticket raced on all three nodes is redeemed exactly
-//! once. Two groups — one formed by a node that saw only itself — would each
+//! once. A node alone meanwhile reports auth degraded and refuses
+//! registration as not ready (nothing done, safe to retry). Two groups — one formed by a node that saw only itself — would each
 //! let one redeem succeed.
 
 use std::time::Duration;
 
 use geoul_auth::{AuthRequest, AuthResponse, AUTH};
-use geoul_client::wire::{ApiRequest, ApiResponse, Call};
+use geoul_client::wire::{ApiRequest, ApiResponse, Call, Failure};
+use geoul_membership::ServiceHealth;
 use geoul_sim::cluster::{SimCluster, SimOptions};
 use geoul_sim::{check_seed_share, SimServices};
 use geoul_store::Durability;
@@ -79,6 +81,21 @@ fn scenario(seed: u64) -> Result<(), String> {
     // Longer than the node's 3 s settle wait: a node alone gets every chance
     // to form a group by itself.
     c.run_for(Duration::from_millis(rng.random_range(4_000..8_000)))?;
+    // Alone, the first node has formed no group: it says so (degraded) and
+    // refuses what needs the group with a definite "not ready", which a
+    // client may retry anywhere, rather than "outcome unknown".
+    match c.service_health_seen_by(first, first, AUTH) {
+        Some(ServiceHealth::Degraded(reason)) if reason.contains("not formed") => {}
+        other => return Err(format!("{first} alone: auth health {other:?}")),
+    }
+    let early = AuthRequest::Register {
+        username: "early-bird".into(),
+        password: "password-early-long".into(),
+    };
+    match c.call_api(first, first, call(&early)?)? {
+        ApiResponse::Failed(Failure::NotReady(_)) => {}
+        other => return Err(format!("{first} alone: register answered {other:?}")),
+    }
     if !pair_first {
         c.heal(&[second], &[third]);
         c.run_for(Duration::from_millis(rng.random_range(2_000..6_000)))?;

@@ -213,11 +213,13 @@ pub fn spawn(
     Ok(Running { planned: p, child })
 }
 
-/// Whether every node answers `/status` and sees every node alive.
+/// Whether every node answers `/status`, sees every node alive, has synced
+/// every table and sees every service healthy (consensus groups formed).
 pub fn converged(nodes: &[Running]) -> bool {
     nodes.iter().all(|n| {
         let url = format!("http://{}", n.planned.admin);
-        crate::status_cmd::fetch(&url).is_ok_and(|s| s.count("alive") == nodes.len() && s.synced())
+        crate::status_cmd::fetch(&url)
+            .is_ok_and(|s| s.count("alive") == nodes.len() && s.synced() && s.services_healthy())
     })
 }
 
