@@ -22,6 +22,12 @@ pub struct AuthConfig {
     /// Password hashes computed at once on this node (each uses one core
     /// and `argon2.memory_kib` of memory); more logins wait.
     pub hash_parallelism: usize,
+    /// Hashes that may wait for a slot on this node; beyond, logins and
+    /// registrations are refused at once as not ready (the client tries
+    /// another node). 64 waiting at ~40 ms per hash and 2 slots is ~1.3 s of
+    /// queue: a login storm fails fast instead of holding the service's
+    /// permits that validations need.
+    pub hash_queue: usize,
     /// Lifetime of a session token, seconds.
     pub session_ttl_s: u64,
     /// Lifetime of a refresh token, seconds (each refresh issues a new one).
@@ -57,6 +63,7 @@ impl Default for AuthConfig {
             hash_parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            hash_queue: 64,
             session_ttl_s: 3600,
             refresh_ttl_s: 30 * 24 * 3600,
             session_ack: Ack::Quorum,
@@ -100,6 +107,9 @@ impl AuthConfig {
         }
         if self.hash_parallelism == 0 || self.hash_parallelism > 1024 {
             return field("hash_parallelism", "must be 1-1024".into());
+        }
+        if self.hash_queue > 100_000 {
+            return field("hash_queue", "must be at most 100000".into());
         }
         if self.session_ttl_s == 0 || self.session_ttl_s > 30 * 24 * 3600 {
             return field("session_ttl_s", "must be 1 s to 30 days".into());

@@ -12,6 +12,7 @@
 //! time. The stored form is the PHC string, so parameters can be raised later:
 //! old hashes keep verifying with the parameters they carry.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -57,6 +58,11 @@ pub enum HashError {
     /// The OS random source failed.
     #[error("the operating system's random source failed: {0}")]
     Random(String),
+    /// Every hashing slot is busy and `waiting` hashes already wait: the
+    /// request is refused at once rather than queued without bound (a login
+    /// storm must not hold the service's permits that validations need).
+    #[error("password hashing is at capacity on this node ({waiting} waiting); retry shortly")]
+    Busy { waiting: usize },
 }
 
 impl HashParams {
@@ -78,19 +84,23 @@ impl HashParams {
     }
 }
 
-/// Hashes and verifies passwords on blocking threads, `parallel` at once.
+/// Hashes and verifies passwords on blocking threads, `parallel` at once,
+/// with at most `queue` more waiting.
 #[derive(Clone)]
 pub struct Hasher {
     params: HashParams,
     gate: Arc<Semaphore>,
+    queue: usize,
+    waiting: Arc<AtomicUsize>,
     /// A hash of a random password with the current parameters: unknown
     /// usernames are verified against it so they take as long as known ones.
     decoy: Arc<str>,
 }
 
 impl Hasher {
-    /// A hasher with `params`, running at most `parallel` hashes at once.
-    pub fn new(params: HashParams, parallel: usize) -> Result<Self, HashError> {
+    /// A hasher with `params`, running at most `parallel` hashes at once and
+    /// letting at most `queue` more wait (beyond: [`HashError::Busy`]).
+    pub fn new(params: HashParams, parallel: usize, queue: usize) -> Result<Self, HashError> {
         params.validate()?;
         let mut random = [0u8; 24];
         getrandom::fill(&mut random).map_err(|e| HashError::Random(e.to_string()))?;
@@ -98,6 +108,8 @@ impl Hasher {
         Ok(Self {
             params,
             gate: Arc::new(Semaphore::new(parallel.max(1))),
+            queue,
+            waiting: Arc::new(AtomicUsize::new(0)),
             decoy: decoy.into(),
         })
     }
@@ -141,14 +153,34 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .gate
-            .acquire()
-            .await
-            .map_err(|e| HashError::Worker(e.to_string()))?;
+        let _permit = match self.gate.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
+                let _queued = Queued(&self.waiting);
+                if waiting >= self.queue {
+                    return Err(HashError::Busy { waiting });
+                }
+                self.gate
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| HashError::Worker(e.to_string()))?
+            }
+        };
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| HashError::Worker(e.to_string()))?
+    }
+}
+
+/// One place in the hashing queue, given back when dropped (also when the
+/// waiting call is cancelled).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -182,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_carry_their_parameters() {
-        let h = Hasher::new(cheap(), 2).expect("hasher");
+        let h = Hasher::new(cheap(), 2, 64).expect("hasher");
         let stored = h.hash(&pw("correct horse")).await.expect("hash");
         assert!(
             stored.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"),
@@ -206,6 +238,7 @@ mod tests {
                 ..cheap()
             },
             1,
+            64,
         )
         .expect("hasher");
         assert!(stronger
@@ -216,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_user_never_verifies_even_with_the_decoy_password() {
-        let h = Hasher::new(cheap(), 1).expect("hasher");
+        let h = Hasher::new(cheap(), 1, 64).expect("hasher");
         assert!(!h
             .verify(&pw("anything at all"), None)
             .await
@@ -225,14 +258,26 @@ mod tests {
 
     #[tokio::test]
     async fn damaged_hashes_and_bad_parameters_are_errors_not_panics() {
-        let h = Hasher::new(cheap(), 1).expect("hasher");
+        let h = Hasher::new(cheap(), 1, 64).expect("hasher");
         let err = h.verify(&pw("whatever123"), Some("not a PHC string")).await;
         assert!(matches!(err, Err(HashError::Stored(_))), "{err:?}");
         let weak = HashParams {
             memory_kib: 64,
             ..cheap()
         };
-        assert!(Hasher::new(weak, 1).is_err());
+        assert!(Hasher::new(weak, 1, 64).is_err());
         assert!(HashParams::default().validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_frees_its_place() {
+        let h = Hasher::new(cheap(), 1, 1).expect("hasher");
+        let (x, y, z) = (pw("running now"), pw("waiting one"), pw("one too many"));
+        let (a, b, c) = tokio::join!(h.hash(&x), h.hash(&y), h.hash(&z));
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+        assert_eq!(c, Err(HashError::Busy { waiting: 1 }));
+        // Places are given back: the next burst is served the same way.
+        let (a, b) = tokio::join!(h.hash(&x), h.hash(&y));
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     }
 }

@@ -58,8 +58,8 @@ impl AuthService {
         config
             .validate()
             .map_err(|(f, why)| format!("{f}: {why}"))?;
-        let hasher =
-            Hasher::new(config.argon2, config.hash_parallelism).map_err(|e| e.to_string())?;
+        let hasher = Hasher::new(config.argon2, config.hash_parallelism, config.hash_queue)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             sources: Limiter::new(config.source_limit, config.limiter_keys),
             accounts: Limiter::new(config.account_limit, config.limiter_keys),
@@ -80,7 +80,11 @@ fn store_err(e: RecordError) -> HandlerError {
 }
 
 fn hash_err(e: HashError) -> HandlerError {
-    HandlerError::Unavailable(e.to_string())
+    match e {
+        // Nothing was done: the ref may try another node.
+        HashError::Busy { .. } => HandlerError::NotReady(e.to_string()),
+        other => HandlerError::Unavailable(other.to_string()),
+    }
 }
 
 fn token_err(e: TokenError) -> HandlerError {
@@ -234,6 +238,10 @@ impl AuthService {
             Ok(p) => p,
             Err(e) => deny!(bad_name(e)),
         };
+        // Hashed before the lock: a node at hashing capacity refuses before
+        // it did anything (the ref then tries another node), and a taken
+        // name costs what a free one costs.
+        let hash = self.hasher.hash(&p).await.map_err(hash_err)?;
         // One registration of a name at a time, cluster-wide: the winner of
         // the lock checks and writes; a racer finds the account, or is told
         // to retry while the winner is still writing it.
@@ -246,7 +254,7 @@ impl AuthService {
                 "a registration of {u} is in progress; retry in a few seconds"
             )));
         };
-        let result = self.create_account(ctx, &u, &p).await;
+        let result = self.create_account(ctx, &u, hash).await;
         if !matches!(result, Ok(AuthResponse::Registered { .. })) {
             self.unlock(ctx, &key, version).await;
         }
@@ -257,12 +265,11 @@ impl AuthService {
         &self,
         ctx: &Context,
         u: &Username,
-        p: &Password,
+        hash: String,
     ) -> Result<AuthResponse, HandlerError> {
         if self.account(ctx, u).await?.is_some() {
             deny!(Denied::UsernameTaken(u.to_string()));
         }
-        let hash = self.hasher.hash(p).await.map_err(hash_err)?;
         let account = Account {
             hash,
             disabled: false,

@@ -7,7 +7,8 @@
 //! error tallies, rendering. Does not own: the auth service or reaching the
 //! cluster (`cluster_client`).
 //!
-//! Each simulated player is one task: it logs in, then moves between game
+//! Each simulated player is one task: it waits a random part of `--ramp`
+//! (so first logins are spread), logs in, then moves between game
 //! servers (one `validate` per move, moves spaced by an exponential delay
 //! with mean `60 s / --moves-per-min`), refreshes its session every
 //! `--refresh-every`, and after about `--session-length` logs out (revoke)
@@ -59,6 +60,10 @@ pub struct AuthLoadArgs {
     /// Mean time between a login and its logout.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub session_length: Duration,
+    /// Players' first logins are spread evenly over this long (players do
+    /// not all arrive in the same instant); 0s starts them all at once.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub ramp: Duration,
     /// Username prefix (players are PREFIX-0000001…); default: a random one,
     /// so runs never collide.
     #[arg(long)]
@@ -157,6 +162,7 @@ fn exp_delay(rng: &mut impl Rng, mean: Duration) -> Duration {
 async fn player(run: Arc<Run>, auth: AuthClient, name: String, i: u32, args: Arc<Lifecycle>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(i));
     let pw = password(i);
+    tokio::time::sleep(args.ramp.mul_f64(rng.random_range(0.0..1.0))).await;
     while !run.stop.load(Ordering::Relaxed) {
         let Some(mut tokens) = run.timed("login", auth.login(&name, &pw, None)).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -185,6 +191,7 @@ async fn player(run: Arc<Run>, auth: AuthClient, name: String, i: u32, args: Arc
 }
 
 struct Lifecycle {
+    ramp: Duration,
     move_every: Duration,
     refresh_every: Duration,
     session_length: Duration,
@@ -278,6 +285,7 @@ pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
         eprintln!();
         // Lifecycles.
         let lifecycle = Arc::new(Lifecycle {
+            ramp: args.ramp.min(args.duration),
             move_every: Duration::from_secs_f64(60.0 / args.moves_per_min),
             refresh_every: args.refresh_every,
             session_length: args.session_length,
