@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Auth service measurement (issue 7): three local nodes hosting `auth`, driven
-# by `geoul load auth`, in three runs:
-#   1. argon2id at its defaults (19 MiB, t=2, p=1: OWASP's recommendation);
-#   2. argon2id at the light parameters the simulation uses (8 MiB, t=1);
-#   3. the defaults again, with node-3 killed (-9) a third into the run and
-#      restarted (same data dir) at two thirds.
-# Each run registers --players players (registration costs one argon2id hash,
-# like a login: its ops/s is the cluster's hashing capacity), then runs their
-# lifecycles for --duration. Builds the release binary first.
-#   scripts/bench-auth.sh [PLAYERS] [DURATION_S] [-- extra `geoul load auth` flags]
+# by `geoul load auth`, in four runs:
+#   1. logins: argon2id at its defaults (19 MiB, t=2, p=1: OWASP's
+#      recommendation), PLAYERS players re-logging in every ~5 s;
+#   2. logins: the same at the light parameters the simulation uses
+#      (8 MiB, t=1);
+#   3. validations: defaults, 500 players logged in once (first logins spread
+#      over 10 s), each validating 200 times a second (a server move each);
+#   4. run 3 again with node-3 killed (-9) a third into the run and restarted
+#      (same data dir) at two thirds;
+#   5. validations at a moderate rate (500 players, 10 a second each): the
+#      latency below saturation.
+# Each run registers its players first (one argon2id hash each, like a
+# login: its ops/s is the cluster's hashing capacity). Builds the release
+# binary first.
+#   scripts/bench-auth.sh [PLAYERS] [DURATION_S]
 # e.g.  scripts/bench-auth.sh 2000 30
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PLAYERS="${1:-2000}"
 DURATION_S="${2:-30}"
-shift $(( $# >= 2 ? 2 : $# ))
-[ "${1:-}" = "--" ] && shift
-EXTRA=("$@")
+VALIDATORS=500
 
 cargo build --release -p geoul
 GEOUL="$PWD/target/release/geoul"
@@ -25,6 +29,7 @@ WORK="$(mktemp -d /tmp/geoul-bench-auth.XXXXXX)"
 BASE=7301
 PIDS=()
 cleanup() {
+    [ -s "$WORK/node-3.pid" ] && kill -9 "$(cat "$WORK/node-3.pid")" 2>/dev/null
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
@@ -60,19 +65,23 @@ sys.exit(0 if len(alive) == 3 and synced and healthy else 1)'; then
         fi
         sleep 1
     done
-    echo "cluster did not converge; logs in $WORK" >&2
+    echo "cluster did not converge; last node log lines:" >&2
+    for i in 1 2 3; do tail -n 5 "$WORK/node-$i.log" >&2; done
     return 1
 }
 
 stop_all() {
+    if [ -s "$WORK/node-3.pid" ]; then PIDS[3]="$(cat "$WORK/node-3.pid")"; rm -f "$WORK/node-3.pid"; fi
     for i in 1 2 3; do kill "${PIDS[$i]}" 2>/dev/null || true; done
     for i in 1 2 3; do wait "${PIDS[$i]}" 2>/dev/null || true; done
     rm -rf "$WORK/data"
 }
 
-# run NAME MEMORY_KIB ITERATIONS [failover]
+# run NAME MEMORY_KIB ITERATIONS FAILOVER(yes|no) LOAD-FLAGS...
 run() {
-    local name="$1" mem="$2" iters="$3" failover="${4:-}"
+    local name="$1" mem="$2" iters="$3" failover="$4"
+    shift 4
+    [ "$failover" = yes ] || failover=""
     local config="$WORK/$name.toml"
     # Every simulated player logs in from this one address: lift the
     # per-source login limit (meant for one attacker's address) for the run.
@@ -92,20 +101,27 @@ run() {
             echo "   [$(date +%T)] killed node-3" >&2
             sleep $((DURATION_S / 3))
             start_node 3 "$config"
+            # This subshell's PIDS is a copy: tell the parent.
+            echo "${PIDS[3]}" > "$WORK/node-3.pid"
             echo "   [$(date +%T)] restarted node-3" >&2
         ) &
         local chaos=$!
     fi
     : > "$WORK/load.err"
     "$GEOUL" load auth --cluster "$SEEDS" --cluster-secret-file "$WORK/secret" \
-        --players "$PLAYERS" --duration "${DURATION_S}s" "${EXTRA[@]}" 2> "$WORK/load.err"
+        --duration "${DURATION_S}s" "$@" 2> "$WORK/load.err"
     # The last progress line of each phase.
     tr '\r' '\n' < "$WORK/load.err" | grep -E "^(register|players):" | awk -F: '{last[$1]=$0} END {print "   " last["register"]; print "   " last["players"]}'
     if [ -n "$failover" ]; then wait "$chaos" || true; fi
     stop_all
 }
 
-echo "geoul auth benchmark: 3 nodes on $(nproc) cores, $PLAYERS players, ${DURATION_S}s lifecycle per run"
-run defaults 19456 2
-run light 8192 1
-run defaults-failover 19456 2 failover
+echo "geoul auth benchmark: 3 nodes and the load generator on $(nproc) cores, ${DURATION_S}s lifecycle per run"
+LOGINS=(--players "$PLAYERS" --session-length 5s --refresh-every 3s)
+VALIDATIONS=(--players "$VALIDATORS" --moves-per-min 12000 --session-length 1h --refresh-every 1h --ramp 10s)
+run logins-defaults 19456 2 no "${LOGINS[@]}"
+run logins-light 8192 1 no "${LOGINS[@]}"
+run validations 19456 2 no "${VALIDATIONS[@]}"
+run validations-failover 19456 2 yes "${VALIDATIONS[@]}"
+run validations-moderate 19456 2 no --players "$VALIDATORS" --moves-per-min 600 \
+    --session-length 1h --refresh-every 1h --ramp 10s

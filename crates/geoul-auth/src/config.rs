@@ -24,9 +24,10 @@ pub struct AuthConfig {
     pub hash_parallelism: usize,
     /// Hashes that may wait for a slot on this node; beyond, logins and
     /// registrations are refused at once as not ready (the client tries
-    /// another node). 64 waiting at ~40 ms per hash and 2 slots is ~1.3 s of
-    /// queue: a login storm fails fast instead of holding the service's
-    /// permits that validations need.
+    /// another node). Default 4 per hashing slot: a few hundred ms of queue
+    /// at 25-50 ms per hash, so a login storm fails fast (well within a
+    /// client's deadline) instead of holding the service's permits that
+    /// validations need.
     pub hash_queue: usize,
     /// Lifetime of a session token, seconds.
     pub session_ttl_s: u64,
@@ -63,7 +64,9 @@ impl Default for AuthConfig {
             hash_parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
-            hash_queue: 64,
+            hash_queue: 4 * std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             session_ttl_s: 3600,
             refresh_ttl_s: 30 * 24 * 3600,
             session_ack: Ack::Quorum,

@@ -72,7 +72,7 @@ pub enum CallError {
     #[error("unknown service {0:?}")]
     UnknownService(String),
     /// No live node hosts it (or every one refused before running the call).
-    #[error("no live replica of {service}: {detail}")]
+    #[error("no replica of {service} took the call: {detail}")]
     NoLiveReplica {
         /// Service.
         service: String,
