@@ -253,9 +253,14 @@ pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
         // Registration, bounded concurrency.
         let started = Instant::now();
         let next = Arc::new(AtomicU64::new(0));
+        // Players whose registration failed have no account: they sit out
+        // (their logins would only measure "invalid credentials").
+        let registered: Arc<Vec<AtomicBool>> =
+            Arc::new((0..args.players).map(|_| AtomicBool::new(false)).collect());
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..REGISTER_CONCURRENCY.min(args.players as usize) {
             let (run, next, refs) = (run.clone(), next.clone(), refs.clone());
+            let registered = registered.clone();
             let prefix = prefix.clone();
             let players = args.players;
             tasks.spawn(async move {
@@ -267,8 +272,13 @@ pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
                     }
                     let auth = &refs[(i / PLAYERS_PER_REF) as usize];
                     let name = format!("{prefix}-{i:07}");
-                    run.timed("register", auth.register(&name, &password(i)))
-                        .await;
+                    if run
+                        .timed("register", auth.register(&name, &password(i)))
+                        .await
+                        .is_some()
+                    {
+                        registered[i as usize].store(true, Ordering::Relaxed);
+                    }
                 }
             });
         }
@@ -292,7 +302,7 @@ pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
         });
         run.done.store(0, Ordering::Relaxed);
         let started = Instant::now();
-        for i in 0..args.players {
+        for i in (0..args.players).filter(|i| registered[*i as usize].load(Ordering::Relaxed)) {
             tasks.spawn(player(
                 run.clone(),
                 auth_of(i),
