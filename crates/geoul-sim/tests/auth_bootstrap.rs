@@ -2,8 +2,8 @@
 //! come up in (issue 7): each node starts cut off from some or all of the
 //! others (as if they were not running yet), the links come back in a random
 //! order, and then every ticket raced on all three nodes is redeemed exactly
-//! once. A node alone meanwhile reports auth degraded and refuses
-//! registration as not ready (nothing done, safe to retry). Two groups — one formed by a node that saw only itself — would each
+//! once. A node alone meanwhile reports auth degraded and refuses what
+//! needs the group as not ready (nothing done, safe to retry). Two groups — one formed by a node that saw only itself — would each
 //! let one redeem succeed.
 
 use std::time::Duration;
@@ -88,13 +88,15 @@ fn scenario(seed: u64) -> Result<(), String> {
         Some(ServiceHealth::Degraded(reason)) if reason.contains("not formed") => {}
         other => return Err(format!("{first} alone: auth health {other:?}")),
     }
-    let early = AuthRequest::Register {
-        username: "early-bird".into(),
-        password: "password-early-long".into(),
+    // A redeem needs the group and nothing else (a registration would first
+    // spend real time hashing, which simulated time does not wait for).
+    let early = AuthRequest::RedeemTicket {
+        ticket: format!("gt_{}", "A".repeat(43)),
+        server: "game-1".into(),
     };
     match c.call_api(first, first, call(&early)?)? {
         ApiResponse::Failed(Failure::NotReady(_)) => {}
-        other => return Err(format!("{first} alone: register answered {other:?}")),
+        other => return Err(format!("{first} alone: redeem answered {other:?}")),
     }
     if !pair_first {
         c.heal(&[second], &[third]);
