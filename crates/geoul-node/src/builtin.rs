@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use geoul_auth::{AuthService, AUTH};
+use geoul_dir::{DirService, DIR};
 use geoul_service::{hosted, DynService};
 
 use crate::config::NodeConfig;
 use crate::kv::{KvService, KV};
 
 /// Names accepted in `services = [...]`.
-pub const BUILTIN: &[&str] = &[KV, AUTH];
+pub const BUILTIN: &[&str] = &[KV, AUTH, DIR];
 
 /// Why a built-in service could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,13 @@ pub fn services(config: &NodeConfig) -> Result<Vec<Arc<dyn DynService>>, Builtin
                         reason,
                     })?;
                 out.push(hosted(auth));
+            }
+            DIR => {
+                let dir = DirService::new(config.dir.clone()).map_err(|reason| BuiltinError {
+                    service: DIR.into(),
+                    reason,
+                })?;
+                out.push(hosted(dir));
             }
             _ => {}
         }

@@ -112,6 +112,8 @@ pub struct RawConfig {
     pub kv: Option<RawKv>,
     /// Auth service settings (`[auth]`).
     pub auth: Option<geoul_auth::AuthConfig>,
+    /// Instance directory settings (`[dir]`).
+    pub dir: Option<geoul_dir::DirConfig>,
     /// fsync period of the durable store in ms; 0 = fsync every batch.
     pub fsync_period_ms: Option<u64>,
     /// Clock-skew allowance in ms (expiry margin, most a peer clock may lead).
@@ -153,6 +155,7 @@ impl RawConfig {
             membership,
             kv,
             auth,
+            dir,
             fsync_period_ms,
             skew_margin_ms,
             sync,
@@ -189,6 +192,8 @@ pub struct NodeConfig {
     pub kv: TableOptions,
     /// Auth service settings.
     pub auth: geoul_auth::AuthConfig,
+    /// Instance directory settings.
+    pub dir: geoul_dir::DirConfig,
     /// Durable store fsync policy.
     pub sync: SyncPolicy,
     /// Clock-skew allowance.
@@ -386,6 +391,12 @@ impl NodeConfig {
                 auth.validate()
                     .map_err(|(field, reason)| invalid(&field, reason))?;
                 auth
+            },
+            dir: {
+                let dir = raw.dir.unwrap_or_default();
+                dir.validate()
+                    .map_err(|(field, reason)| invalid(&field, reason))?;
+                dir
             },
             sync: match raw.fsync_period_ms {
                 None | Some(0) => SyncPolicy::EveryBatch,

@@ -282,7 +282,7 @@ async fn serve<N: Net>(
             "answered before the replicator is needed".into(),
         )),
         PeerRequest::Replicate(batch) => {
-            let results = store.apply_batch(batch.items);
+            let results = store.apply_changes(batch.items);
             let refused = results
                 .into_iter()
                 .enumerate()

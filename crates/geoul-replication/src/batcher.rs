@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use geoul_store::Entry;
+use geoul_store::Change;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
@@ -32,7 +32,7 @@ pub type EntryAck = Result<(), String>;
 
 struct Pending {
     table: String,
-    entry: Entry,
+    change: Change,
     done: oneshot::Sender<EntryAck>,
 }
 
@@ -54,15 +54,15 @@ impl PeerBatcher {
         Self { queue }
     }
 
-    /// Queues `entry`; the receiver completes when the peer applied it, refused
+    /// Queues `change`; the receiver completes when the peer applied it, refused
     /// it, or could not be reached. Waits for queue room until `deadline`.
     pub async fn submit(
         &self,
         table: &str,
-        entry: Entry,
+        change: Change,
         deadline: Instant,
     ) -> oneshot::Receiver<EntryAck> {
-        enqueue(&self.queue, table, entry, deadline, "peer sender stopped").await
+        enqueue(&self.queue, table, change, deadline, "peer sender stopped").await
     }
 }
 
@@ -72,14 +72,14 @@ impl PeerBatcher {
 async fn enqueue(
     queue: &mpsc::Sender<Pending>,
     table: &str,
-    entry: Entry,
+    change: Change,
     deadline: Instant,
     stopped: &str,
 ) -> oneshot::Receiver<EntryAck> {
     let (done, rx) = oneshot::channel();
     let pending = Pending {
         table: table.to_string(),
-        entry,
+        change,
         done,
     };
     if let Ok(Err(mpsc::error::SendError(p))) =
@@ -90,10 +90,6 @@ async fn enqueue(
     rx
 }
 
-fn entry_bytes(entry: &Entry) -> usize {
-    entry.key.as_bytes().len() + entry.value.as_ref().map_or(0, |v| v.len()) + 32
-}
-
 async fn run<L: ReplicaLink>(
     addr: SocketAddr,
     link: Arc<L>,
@@ -102,12 +98,12 @@ async fn run<L: ReplicaLink>(
 ) {
     let inflight = Arc::new(Semaphore::new(INFLIGHT_BATCHES_PER_PEER));
     while let Some(first) = rx.recv().await {
-        let mut bytes = entry_bytes(&first.entry);
+        let mut bytes = first.change.wire_bytes();
         let mut batch = vec![first];
         while batch.len() < BATCH_ENTRIES_MAX && bytes < BATCH_BYTES_MAX {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += entry_bytes(&p.entry);
+                    bytes += p.change.wire_bytes();
                     batch.push(p);
                 }
                 Err(_) => break,
@@ -119,9 +115,9 @@ async fn run<L: ReplicaLink>(
         metrics.batch_entries.observe(batch.len() as f64);
         let link = link.clone();
         tokio::spawn(async move {
-            let (items, dones): (Vec<(String, Entry)>, Vec<oneshot::Sender<EntryAck>>) = batch
+            let (items, dones): (Vec<(String, Change)>, Vec<oneshot::Sender<EntryAck>>) = batch
                 .into_iter()
-                .map(|p| ((p.table, p.entry), p.done))
+                .map(|p| ((p.table, p.change), p.done))
                 .unzip();
             let result = link
                 .replicate(addr, ReplicateBatch { items }, BATCH_TIMEOUT)
@@ -172,11 +168,11 @@ impl LocalApplier {
                     }
                 }
                 metrics.batch_entries.observe(batch.len() as f64);
-                let (items, dones): (Vec<(String, Entry)>, Vec<oneshot::Sender<EntryAck>>) = batch
+                let (items, dones): (Vec<(String, Change)>, Vec<oneshot::Sender<EntryAck>>) = batch
                     .into_iter()
-                    .map(|p| ((p.table, p.entry), p.done))
+                    .map(|p| ((p.table, p.change), p.done))
                     .unzip();
-                let results = store.apply_batch(items);
+                let results = store.apply_changes(items);
                 for (result, done) in results.into_iter().zip(dones) {
                     let _ = done.send(result.map(|_| ()));
                 }
@@ -185,13 +181,20 @@ impl LocalApplier {
         Self { queue }
     }
 
-    /// Queues `entry` for local apply; completes when applied (and persisted).
+    /// Queues `change` for local apply; completes when applied (and persisted).
     pub async fn submit(
         &self,
         table: &str,
-        entry: Entry,
+        change: Change,
         deadline: Instant,
     ) -> oneshot::Receiver<EntryAck> {
-        enqueue(&self.queue, table, entry, deadline, "local applier stopped").await
+        enqueue(
+            &self.queue,
+            table,
+            change,
+            deadline,
+            "local applier stopped",
+        )
+        .await
     }
 }

@@ -39,5 +39,7 @@ impl LocalStore {
 pub use messages::{BatchAck, LinkError, ReplicaLink, ReplicateBatch};
 pub use metrics::ReplicationMetrics;
 pub use placement::{Conflict, Placement, Route, TableUse};
-pub use replicator::{ReadError, ReadLevel, Replicator, WriteError, WriteOutcome, WriteRequest};
+pub use replicator::{
+    ReadError, ReadLevel, Replicator, TouchRequest, WriteError, WriteOutcome, WriteRequest,
+};
 pub use scan::{local_scan, ScanPage, ScanResult};

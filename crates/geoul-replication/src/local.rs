@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use geoul_storage::{DiskStore, Record, StorageError};
 use geoul_store::{
-    Applied, Durability, EncodedDoc, Entry, Hlc, Key, Origin, SpecError, Table, TableSpec,
+    Applied, Change, Durability, EncodedDoc, Entry, Hlc, Key, Origin, SpecError, Table, TableSpec,
     Timestamp, Version,
 };
 use serde::{Deserialize, Serialize};
@@ -250,30 +250,60 @@ impl LocalStore {
     /// a version from a clock too far ahead of ours. Accepted entries are in the
     /// table and, for `Disk` tables, durable per the sync policy on return.
     pub fn apply_batch(&self, items: Vec<(String, Entry)>) -> Vec<Result<Applied, String>> {
+        self.apply_changes(
+            items
+                .into_iter()
+                .map(|(t, e)| (t, Change::Put(e)))
+                .collect(),
+        )
+    }
+
+    /// Applies entries and touches, as [`LocalStore::apply_batch`]; a touch is
+    /// also refused by a replica that does not hold its version (sync brings
+    /// the entry) or on which the entry already expired.
+    pub fn apply_changes(&self, items: Vec<(String, Change)>) -> Vec<Result<Applied, String>> {
         let mut results = Vec::with_capacity(items.len());
         let mut to_persist: Vec<(String, Entry)> = Vec::new();
         let horizon = self.gc_horizon_ms();
-        for (table_name, entry) in items {
+        for (table_name, change) in items {
             let Some(handle) = self.table(&table_name) else {
                 results.push(Err(format!("unknown table {table_name:?}")));
                 continue;
             };
-            if let Err(e) = self.hlc.observe(entry.version.ts) {
+            if let Err(e) = self.hlc.observe(change.version().ts) {
                 results.push(Err(format!("refused: {e}")));
                 continue;
             }
-            if geoul_store::collectable(&entry, horizon) {
-                // GC would drop it at once; storing it would only make a
-                // replica that already collected it look different.
-                results.push(Ok(Applied::Stale));
-                continue;
-            }
             let durable = handle.spec.options.durability == Durability::Disk;
-            let applied = handle.lock().apply(entry.clone());
-            if durable && applied.changed() {
-                to_persist.push((table_name, entry));
+            match change {
+                Change::Put(entry) => {
+                    if geoul_store::collectable(&entry, horizon) {
+                        // GC would drop it at once; storing it would only make a
+                        // replica that already collected it look different.
+                        results.push(Ok(Applied::Stale));
+                        continue;
+                    }
+                    let applied = handle.lock().apply(entry.clone());
+                    if durable && applied.changed() {
+                        to_persist.push((table_name, entry));
+                    }
+                    results.push(Ok(applied));
+                }
+                Change::Touch(touch) => {
+                    let mut table = handle.lock();
+                    match table.touch(&touch) {
+                        Ok(applied) => {
+                            if durable && applied.changed() {
+                                if let Some(entry) = table.get_entry(&touch.key) {
+                                    to_persist.push((table_name, entry));
+                                }
+                            }
+                            results.push(Ok(applied));
+                        }
+                        Err(refused) => results.push(Err(refused.to_string())),
+                    }
+                }
             }
-            results.push(Ok(applied));
         }
         if let Err(e) = self.persist(&to_persist) {
             // Not durable means not applied as far as acks go: refuse the

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use geoul_store::{Entry, Key};
+use geoul_store::{Change, Entry, Key};
 use serde::{Deserialize, Serialize};
 
 /// Entries in one replication batch. Bounds the frame (≤ 256 × (1 KiB key +
@@ -19,11 +19,23 @@ pub const BATCH_ENTRIES_MAX: usize = 256;
 /// Bytes of keys and values in one batch, kept well under the 16 MiB frame bound.
 pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// Results to apply on a replica: (table, entry) pairs, applied in order.
+/// Results to apply on a replica: (table, change) pairs, applied in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicateBatch {
-    /// The entries.
-    pub items: Vec<(String, Entry)>,
+    /// The entries and touches.
+    pub items: Vec<(String, Change)>,
+}
+
+impl ReplicateBatch {
+    /// A batch of whole entries (sync and repair send those).
+    pub fn entries(items: impl IntoIterator<Item = (String, Entry)>) -> Self {
+        Self {
+            items: items
+                .into_iter()
+                .map(|(t, e)| (t, Change::Put(e)))
+                .collect(),
+        }
+    }
 }
 
 /// A replica's answer: which items it refused (by index) and why. Everything not

@@ -22,6 +22,8 @@ pub struct OpLabels {
 pub struct ReplicationMetrics {
     /// Writes by table, ack level and outcome.
     pub writes: Family<OpLabels, Counter>,
+    /// Touches (expiry renewals) by table, ack level and outcome.
+    pub touches: Family<OpLabels, Counter>,
     /// Reads by table, consistency level and outcome.
     pub reads: Family<OpLabels, Counter>,
     /// Entries per replication batch sent.
@@ -38,6 +40,7 @@ impl Default for ReplicationMetrics {
     fn default() -> Self {
         Self {
             writes: Family::default(),
+            touches: Family::default(),
             reads: Family::default(),
             batch_entries: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             replica_lag: Histogram::new([
@@ -57,6 +60,11 @@ impl ReplicationMetrics {
             "writes",
             "Writes by table, ack level and outcome",
             self.writes.clone(),
+        );
+        r.register(
+            "touches",
+            "Expiry renewals (touches) by table, ack level and outcome",
+            self.touches.clone(),
         );
         r.register(
             "reads",

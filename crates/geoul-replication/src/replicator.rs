@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use geoul_placement::{slot_of, Slot};
-use geoul_store::{Ack, DocError, Document, Entry, Key, Origin, Version};
+use geoul_store::{Ack, Change, DocError, Document, Entry, Key, Origin, Touch, Version};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -46,6 +46,23 @@ pub struct WriteRequest {
     pub value: Option<Document>,
     /// Expiry from now; the table's default if `None`.
     pub ttl: Option<Duration>,
+    /// Ack level; the table's default if `None`.
+    pub ack: Option<Ack>,
+    /// Deadline for reaching the ack level.
+    pub timeout: Duration,
+}
+
+/// A renewal to run (see [`Replicator::touch`]).
+#[derive(Clone, Debug)]
+pub struct TouchRequest {
+    /// Table.
+    pub table: String,
+    /// Key.
+    pub key: Key,
+    /// The version whose expiry is extended.
+    pub version: Version,
+    /// New expiry, from now.
+    pub ttl: Duration,
     /// Ack level; the table's default if `None`.
     pub ack: Option<Ack>,
     /// Deadline for reaching the ack level.
@@ -332,18 +349,93 @@ impl<L: ReplicaLink> Replicator<L> {
             expires_at_ms,
             value,
         };
+        self.ship(
+            handle,
+            &req.table,
+            slot,
+            &replicas,
+            Change::Put(entry),
+            ack,
+            (started, deadline, req.timeout),
+        )
+        .await
+    }
+
+    /// Extends the expiry of `req.key` at exactly `req.version` on its
+    /// replicas (see [`Touch`]): a renewal that ships no value and cannot undo
+    /// a concurrent update. Replicas that lack the version refuse it, so the
+    /// ack count says how many copies hold the renewal.
+    pub async fn touch(&self, req: TouchRequest) -> Result<WriteOutcome, WriteError> {
+        let handle = self
+            .store
+            .table(&req.table)
+            .ok_or_else(|| WriteError::UnknownTable(req.table.clone()))?;
+        let ack = req.ack.unwrap_or(handle.spec().options.write_ack);
+        let started = Instant::now();
+        let deadline = started + req.timeout;
+        let slot = slot_of(req.key.as_bytes());
+        let replicas = self.replicas(&handle, slot);
+        if replicas.is_empty() {
+            return Err(WriteError::NoLiveReplica(slot));
+        }
+        let expires_at_ms = self
+            .store
+            .hlc()
+            .wall_ms()
+            .saturating_add(u64::try_from(req.ttl.as_millis()).unwrap_or(u64::MAX));
+        let touch = Touch {
+            key: req.key.clone(),
+            version: req.version,
+            expires_at_ms,
+        };
+        let result = self
+            .ship(
+                &handle,
+                &req.table,
+                slot,
+                &replicas,
+                Change::Touch(touch),
+                ack,
+                (started, deadline, req.timeout),
+            )
+            .await;
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.metrics
+            .touches
+            .get_or_create(&OpLabels {
+                table: req.table,
+                level: ack_word(ack),
+                outcome,
+            })
+            .inc();
+        result
+    }
+
+    /// Sends `change` to the slot's replicas and waits for `ack` of them.
+    #[allow(clippy::too_many_arguments)]
+    async fn ship(
+        &self,
+        handle: &TableHandle,
+        table: &str,
+        slot: Slot,
+        replicas: &[Route],
+        change: Change,
+        ack: Ack,
+        (started, deadline, timeout): (Instant, Instant, Duration),
+    ) -> Result<WriteOutcome, WriteError> {
+        let version = change.version();
         let required = ack.required(replicas.len());
         let me = self.me();
         let mut pending = FuturesUnordered::new();
         let mut acked = 0usize;
-        for route in &replicas {
+        for route in replicas {
             if route.name == me {
-                let rx = self.local.submit(&req.table, entry.clone(), deadline).await;
+                let rx = self.local.submit(table, change.clone(), deadline).await;
                 pending.push(rx);
             } else {
                 let rx = self
                     .batcher(route.addr)
-                    .submit(&req.table, entry.clone(), deadline)
+                    .submit(table, change.clone(), deadline)
                     .await;
                 pending.push(rx);
             }
@@ -365,7 +457,7 @@ impl<L: ReplicaLink> Replicator<L> {
                         acked,
                         required,
                         replicas: replicas.len(),
-                        timeout: req.timeout,
+                        timeout,
                         version,
                     })
                 }
@@ -378,7 +470,7 @@ impl<L: ReplicaLink> Replicator<L> {
             if route.name != me {
                 drop(
                     self.batcher(route.addr)
-                        .submit(&req.table, entry.clone(), deadline)
+                        .submit(table, change.clone(), deadline)
                         .await,
                 );
             }
@@ -564,7 +656,7 @@ impl<L: ReplicaLink> Replicator<L> {
             .iter()
             .filter_map(|(_, e)| e.clone())
             .filter(|e| hlc.check(e.version.ts).is_ok())
-            .max_by_key(|e| e.version);
+            .max_by_key(|e| e.freshness());
         if let Some(winner) = &winner {
             self.repair(table, winner, answers);
         }
@@ -576,7 +668,9 @@ impl<L: ReplicaLink> Replicator<L> {
     pub(crate) fn repair(&self, table: &str, winner: &Entry, answers: &[(Route, Option<Entry>)]) {
         let me = self.me();
         for (route, entry) in answers {
-            let stale = entry.as_ref().is_none_or(|e| e.version < winner.version);
+            let stale = entry
+                .as_ref()
+                .is_none_or(|e| e.freshness() < winner.freshness());
             if !stale {
                 continue;
             }
@@ -585,9 +679,7 @@ impl<L: ReplicaLink> Replicator<L> {
                 self.store
                     .apply_batch(vec![(table.to_string(), winner.clone())]);
             } else {
-                let batch = ReplicateBatch {
-                    items: vec![(table.to_string(), winner.clone())],
-                };
+                let batch = ReplicateBatch::entries([(table.to_string(), winner.clone())]);
                 let fut = self
                     .link
                     .replicate(route.addr, batch, crate::batcher::BATCH_TIMEOUT);

@@ -9,10 +9,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use geoul_client::wire::Stamp;
 use geoul_replication::query::QueryError;
-use geoul_replication::{ReadError, ReadLevel, ReplicaLink, Replicator, WriteError, WriteRequest};
+use geoul_replication::{
+    ReadError, ReadLevel, ReplicaLink, Replicator, TouchRequest, WriteError, WriteRequest,
+};
 use geoul_store::{Entry, Key, Timestamp, Version};
 
-use crate::context::{StoreAccess, StoreError, WriteOp, Written};
+use crate::context::{StoreAccess, StoreError, TouchOp, WriteOp, Written};
 
 /// The replicated store of a node, for handlers.
 pub struct ReplicatorAccess<L: ReplicaLink>(pub Arc<Replicator<L>>);
@@ -65,6 +67,31 @@ impl<L: ReplicaLink> StoreAccess for ReplicatorAccess<L> {
                     table: op.table,
                     key: op.key,
                     value: op.value,
+                    ttl: op.ttl,
+                    ack: op.ack,
+                    timeout: op.timeout,
+                })
+                .await
+                .map_err(write_error)?;
+            Ok(Written {
+                version: Stamp {
+                    ts: outcome.version.ts.raw(),
+                    origin: outcome.version.origin.raw(),
+                },
+                acked: outcome.acked,
+                replicas: outcome.replicas,
+            })
+        })
+    }
+
+    fn touch(&self, op: TouchOp) -> BoxFuture<'static, Result<Written, StoreError>> {
+        let replicator = self.0.clone();
+        Box::pin(async move {
+            let outcome = replicator
+                .touch(TouchRequest {
+                    table: op.table,
+                    key: op.key,
+                    version: op.version,
                     ttl: op.ttl,
                     ack: op.ack,
                     timeout: op.timeout,

@@ -64,6 +64,23 @@ pub struct WriteOp {
     pub timeout: Duration,
 }
 
+/// A renewal to run through the replicated store (see [`Context::touch`]).
+#[derive(Clone, Debug)]
+pub struct TouchOp {
+    /// Table.
+    pub table: String,
+    /// Key.
+    pub key: Key,
+    /// The version whose expiry is extended.
+    pub version: Version,
+    /// New expiry, from now.
+    pub ttl: Duration,
+    /// Ack level (the table's default if `None`).
+    pub ack: Option<Ack>,
+    /// Deadline.
+    pub timeout: Duration,
+}
+
 /// The replicated store as handlers reach it (implemented over the node's
 /// replicator; a seam so the framework does not depend on the transport).
 pub trait StoreAccess: Send + Sync + 'static {
@@ -80,6 +97,8 @@ pub trait StoreAccess: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Option<Entry>, StoreError>>;
     /// A write; returns the version it got.
     fn write(&self, op: WriteOp) -> BoxFuture<'static, Result<Written, StoreError>>;
+    /// Extends the expiry of the entry at exactly `op.version`.
+    fn touch(&self, op: TouchOp) -> BoxFuture<'static, Result<Written, StoreError>>;
     /// Moves this node's clock past `ts` (a version the caller has seen), so
     /// later writes here are newer; refuses timestamps too far ahead.
     fn observe(&self, ts: u64);
@@ -438,6 +457,38 @@ impl Context {
     /// Deletes `key` (a versioned tombstone).
     pub async fn delete(&self, table: &str, key: &[u8]) -> Result<Written, StoreError> {
         self.put_with(table, key, None, PutOptions::default()).await
+    }
+
+    /// Renews `key`: the entry at exactly `version` (as a read returned it)
+    /// now expires `ttl` from now. Only the key, the version and the expiry
+    /// travel — no value — and a newer write to the key is never undone by it
+    /// (the renewal of an older version is ignored), so a heartbeat can run
+    /// beside updates without a lost update. `acked` counts the replicas that
+    /// hold the renewal; a replica that lacks the version refuses it (sync
+    /// brings it the entry, renewed).
+    pub async fn touch(
+        &self,
+        table: &str,
+        key: &[u8],
+        version: Stamp,
+        ttl: Duration,
+        options: PutOptions,
+    ) -> Result<Written, StoreError> {
+        let k = self.check(table, key)?;
+        self.trail
+            .wrote
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .store
+            .touch(TouchOp {
+                table: table.to_string(),
+                key: k,
+                version: self::version(version),
+                ttl,
+                ack: options.ack,
+                timeout: self.remaining(),
+            })
+            .await
     }
 
     /// Writes (`Some`) or deletes (`None`) with explicit options.

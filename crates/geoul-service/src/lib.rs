@@ -27,7 +27,8 @@ pub mod service;
 pub use access::ReplicatorAccess;
 pub use conditional::{CondEntry, CondOp, CondOutcome, ConditionalAccess, NoGroups};
 pub use context::{
-    Caller, Context, PutOptions, Record, Scanned, StoreAccess, StoreError, WriteOp, Written,
+    Caller, Context, PutOptions, Record, Scanned, StoreAccess, StoreError, TouchOp, WriteOp,
+    Written,
 };
 pub use geoul_client::{CallError, CallOptions, ServiceRef};
 pub use geoul_replication::ReadLevel;

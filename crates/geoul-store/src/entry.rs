@@ -1,7 +1,8 @@
 //! Versioned entries: what a write produces, what replicas apply, what disk keeps.
 //!
-//! Owns: [`Key`], [`Origin`], [`Version`], [`Entry`] with their bounds, ordering
-//! and the per-entry digest hash. Does not own: where entries live (`table`).
+//! Owns: [`Key`], [`Origin`], [`Version`], [`Entry`], [`Touch`] and [`Change`]
+//! with their bounds, ordering and the per-entry digest hash. Does not own:
+//! where entries live (`table`).
 //!
 //! Ordering is last-writer-wins on `(timestamp, origin)`: total, so every replica
 //! picks the same winner, and deterministic on ties (DESIGN.md §13, "clocks").
@@ -130,7 +131,69 @@ pub struct Entry {
     pub value: Option<EncodedDoc>,
 }
 
+/// A renewal of one entry's lifetime: the entry at exactly `version` now
+/// expires at `expires_at_ms`. It carries no value, so a heartbeat costs a key
+/// and a few numbers on the wire, and it cannot undo a concurrent update (a
+/// newer version ignores it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Touch {
+    /// The key.
+    pub key: Key,
+    /// The version whose expiry is extended.
+    pub version: Version,
+    /// The new absolute expiry, Unix ms.
+    pub expires_at_ms: u64,
+}
+
+/// What a replica applies: a whole entry or a touch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A write or a delete.
+    Put(Entry),
+    /// A renewal.
+    Touch(Touch),
+}
+
+impl Change {
+    /// The key it changes.
+    pub fn key(&self) -> &Key {
+        match self {
+            Self::Put(e) => &e.key,
+            Self::Touch(t) => &t.key,
+        }
+    }
+
+    /// The version it carries.
+    pub fn version(&self) -> Version {
+        match self {
+            Self::Put(e) => e.version,
+            Self::Touch(t) => t.version,
+        }
+    }
+
+    /// Roughly what it costs in a replication batch, bytes.
+    pub fn wire_bytes(&self) -> usize {
+        let value = match self {
+            Self::Put(e) => e.value.as_ref().map_or(0, EncodedDoc::len),
+            Self::Touch(_) => 0,
+        };
+        self.key().as_bytes().len() + value + 32
+    }
+}
+
+/// Which of two states of one key is newer: the higher version, and for one
+/// version the later expiry (a touch only ever extends it; "never" is
+/// latest). Sync compares these, apply keeps the larger.
+pub fn freshness(version: Version, expires_at_ms: Option<u64>) -> (Version, u64) {
+    (version, expires_at_ms.unwrap_or(u64::MAX))
+}
+
 impl Entry {
+    /// See [`freshness`].
+    pub fn freshness(&self) -> (Version, u64) {
+        freshness(self.version, self.expires_at_ms)
+    }
+
     /// Whether this is a delete.
     pub fn is_tombstone(&self) -> bool {
         self.value.is_none()

@@ -27,7 +27,7 @@ pub mod table_index;
 pub mod table_sync;
 pub mod value;
 
-pub use entry::{Entry, Key, KeyError, Origin, Version, KEY_BYTES_MAX};
+pub use entry::{freshness, Change, Entry, Key, KeyError, Origin, Touch, Version, KEY_BYTES_MAX};
 pub use hlc::{Clock, ClockSkewError, Hlc, ManualClock, SystemClock, Timestamp};
 pub use index::IndexKeys;
 pub use options::{
@@ -35,7 +35,7 @@ pub use options::{
     SUMMARY_BYTES_MAX,
 };
 pub use order::{compare_values, values_equal, OrdValue};
-pub use table::{Applied, SweepStats, Table, TableStats, Ttl, Visible};
+pub use table::{Applied, SweepStats, Table, TableStats, TouchRefused, Ttl, Visible};
 pub use table_sync::{
     bucket_of, collectable, BucketMask, Cursor, GcStats, KeyVersion, Page, ALL_BUCKETS, BUCKETS,
 };

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use geoul_placement::{slot_of, Slot, SLOT_COUNT};
 
-use crate::entry::{digest_hash, Entry, Key, Version};
+use crate::entry::{digest_hash, Entry, Key, Touch, Version};
 use crate::index::Indexes;
 use crate::options::TableSpec;
 use crate::value::EncodedDoc;
@@ -40,6 +40,10 @@ pub(crate) struct Stored {
 impl Stored {
     pub(crate) fn expires(&self) -> Option<u64> {
         (self.expires_at_ms != 0).then_some(self.expires_at_ms)
+    }
+
+    pub(crate) fn freshness(&self) -> (Version, u64) {
+        crate::entry::freshness(self.version, self.expires())
     }
 
     /// An explicit delete (a swept expired entry keeps its expiry instead).
@@ -77,6 +81,17 @@ impl Applied {
     pub fn changed(self) -> bool {
         !matches!(self, Applied::Stale)
     }
+}
+
+/// Why a replica did not take a [`Touch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TouchRefused {
+    /// It does not hold that version (sync will bring the entry).
+    #[error("this replica does not hold that version")]
+    Missing,
+    /// The entry already expired here.
+    #[error("the entry already expired on this replica")]
+    Expired,
 }
 
 /// Remaining lifetime of a key.
@@ -195,7 +210,9 @@ impl Table {
         // while the stats and the indexes (other fields) change.
         let data = &mut self.slots[usize::from(slot.get())];
         let (outcome, old, stored) = match data.entries.get_mut(&entry.key) {
-            Some(old) if old.version >= new.version => return Applied::Stale,
+            // One version with a later expiry is newer too (a touch reached
+            // the sender but not us), so repair converges on the renewal.
+            Some(old) if old.freshness() >= new.freshness() => return Applied::Stale,
             Some(old) => {
                 let previous = old.version;
                 let replaced = std::mem::replace(old, new);
@@ -257,6 +274,51 @@ impl Table {
             expires_at_ms: stored.expires(),
             value: stored.value.clone(),
         })
+    }
+
+    /// Extends the expiry of `key` at exactly `touch.version` (see
+    /// [`Touch`]). `Stale` when nothing changed yet the replica is fine with
+    /// the renewal (a newer version superseded it, or the expiry is already
+    /// as late); refused when this replica cannot hold the renewal (it lacks
+    /// that version, or the value already expired and was swept here).
+    pub fn touch(&mut self, touch: &Touch) -> Result<Applied, TouchRefused> {
+        let slot = slot_of(touch.key.as_bytes());
+        let data = &mut self.slots[usize::from(slot.get())];
+        let Some(stored) = data.entries.get_mut(&touch.key) else {
+            return Err(TouchRefused::Missing);
+        };
+        if stored.version > touch.version {
+            return Ok(Applied::Stale);
+        }
+        if stored.version < touch.version {
+            return Err(TouchRefused::Missing);
+        }
+        if stored.value.is_none() {
+            return Err(if stored.expires_at_ms == 0 {
+                TouchRefused::Missing
+            } else {
+                TouchRefused::Expired
+            });
+        }
+        if stored.expires_at_ms == 0 || stored.expires_at_ms >= touch.expires_at_ms {
+            return Ok(Applied::Stale);
+        }
+        let old_hash = digest_hash(&touch.key, stored.version, stored.expires(), false);
+        stored.expires_at_ms = touch.expires_at_ms;
+        let new_hash = digest_hash(&touch.key, stored.version, stored.expires(), false);
+        data.digest = data.digest.wrapping_sub(old_hash).wrapping_add(new_hash);
+        Ok(Applied::Replaced {
+            previous: touch.version,
+        })
+    }
+
+    /// The freshness (version, then expiry) stored for `key`, in whatever
+    /// state: what sync compares.
+    pub fn freshness_of(&self, key: &Key) -> Option<(Version, u64)> {
+        self.slot(slot_of(key.as_bytes()))
+            .entries
+            .get(key)
+            .map(Stored::freshness)
     }
 
     /// The version stored for `key`, in whatever state.

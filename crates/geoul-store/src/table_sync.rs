@@ -68,6 +68,15 @@ pub struct KeyVersion {
     pub key: Key,
     /// Its stored version.
     pub version: Version,
+    /// Its stored expiry (a touch extends it without a new version).
+    pub expires_at_ms: Option<u64>,
+}
+
+impl KeyVersion {
+    /// See [`crate::entry::freshness`].
+    pub fn freshness(&self) -> (Version, u64) {
+        crate::entry::freshness(self.version, self.expires_at_ms)
+    }
 }
 
 /// What a garbage-collection pass did.
@@ -194,6 +203,7 @@ impl Table {
                 data.entries.get(*k).map(|s| KeyVersion {
                     key: (*k).clone(),
                     version: s.version,
+                    expires_at_ms: s.expires(),
                 })
             })
             .collect();

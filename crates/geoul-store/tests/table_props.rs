@@ -225,3 +225,70 @@ fn entries_from_the_network_are_validated_again() {
     raw[0] = 0; // key length 0
     assert!(postcard::from_bytes::<Entry>(&raw[..]).is_err());
 }
+
+fn touch(key: u8, ts: u64, origin: u8, expires: u64) -> geoul_store::Touch {
+    let e = entry(key, ts, origin, None, None);
+    geoul_store::Touch {
+        key: e.key,
+        version: e.version,
+        expires_at_ms: expires,
+    }
+}
+
+#[test]
+fn a_touch_extends_only_its_own_version_and_matches_a_full_copy() {
+    let mut a = table();
+    let mut b = table();
+    a.apply(entry(1, 10, 0, Some(1_000), Some(1)));
+    b.apply(entry(1, 10, 0, Some(1_000), Some(1)));
+    // Renewed on A by a touch, on B by the whole entry (what repair sends).
+    assert!(a.touch(&touch(1, 10, 0, 5_000)).expect("held").changed());
+    assert!(b.apply(entry(1, 10, 0, Some(5_000), Some(1))).changed());
+    assert_eq!(a.slot_digest(slot1()), b.slot_digest(slot1()));
+    assert!(
+        a.get(b"k\x01", 2_000).is_some(),
+        "renewed past its old expiry"
+    );
+    // An earlier expiry of the same version does not shorten it back.
+    assert_eq!(
+        a.apply(entry(1, 10, 0, Some(1_000), Some(1))),
+        Applied::Stale
+    );
+    assert_eq!(a.touch(&touch(1, 10, 0, 3_000)), Ok(Applied::Stale));
+    // A touch of an older version cannot undo a newer write's expiry.
+    a.apply(entry(1, 11, 0, Some(2_000), Some(2)));
+    assert_eq!(a.touch(&touch(1, 10, 0, 9_000)), Ok(Applied::Stale));
+    assert!(
+        a.get(b"k\x01", 1_950).is_none(),
+        "the newer write's expiry holds"
+    );
+    // A replica that lacks the version refuses (sync brings the entry).
+    assert_eq!(
+        a.touch(&touch(1, 12, 0, 9_000)),
+        Err(geoul_store::TouchRefused::Missing)
+    );
+    assert_eq!(
+        a.touch(&touch(9, 1, 0, 9_000)),
+        Err(geoul_store::TouchRefused::Missing)
+    );
+}
+
+#[test]
+fn a_swept_value_is_not_revived_by_a_touch_but_by_a_renewed_copy() {
+    let mut t = table();
+    t.apply(entry(2, 10, 0, Some(1_000), Some(1)));
+    while t.stats().values > 0 {
+        t.sweep(5_000, 1_000);
+    }
+    assert_eq!(
+        t.touch(&touch(2, 10, 0, 9_000)),
+        Err(geoul_store::TouchRefused::Expired)
+    );
+    // Another replica took the renewal in time: its copy wins everywhere.
+    assert!(t.apply(entry(2, 10, 0, Some(9_000), Some(1))).changed());
+    assert!(t.get(b"k\x02", 5_000).is_some());
+}
+
+fn slot1() -> Slot {
+    geoul_placement::slot_of(b"k\x01")
+}

@@ -42,6 +42,9 @@ pub enum Command {
     /// Accounts and sessions (the `auth` service).
     #[command(after_help = crate::auth_cmd::AUTH_HELP)]
     Auth(crate::auth_cmd::AuthArgs),
+    /// Live game instances (the `instance-directory` service).
+    #[command(after_help = crate::dir_cmd::DIR_HELP)]
+    Dir(crate::dir_cmd::DirArgs),
     /// Load generators against a running cluster (bounded in count and time).
     Load(LoadArgs),
 }
@@ -165,7 +168,11 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 60)]
     pub converge_timeout_s: u64,
     /// Built-in services every node hosts.
-    #[arg(long, value_delimiter = ',', default_value = "kv,auth")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kv,auth,instance-directory"
+    )]
     pub services: Vec<String>,
 }
 

@@ -8,6 +8,7 @@ mod bench;
 mod call_cmd;
 mod cli;
 mod cluster_client;
+mod dir_cmd;
 mod kv_cmd;
 mod load_auth;
 mod local_cluster;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         cli::Command::Query(args) => query_cmd::run(args),
         cli::Command::Call(args) => call_cmd::run(args),
         cli::Command::Auth(args) => auth_cmd::run(args),
+        cli::Command::Dir(args) => dir_cmd::run(args),
         cli::Command::Load(args) => match args.command {
             cli::LoadCommand::Auth(a) => load_auth::run(a),
         },

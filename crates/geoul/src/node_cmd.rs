@@ -27,6 +27,7 @@ fn flags(args: &NodeArgs) -> Result<RawConfig, Failure> {
         membership: None,
         kv: None,
         auth: None,
+        dir: None,
         fsync_period_ms: None,
         skew_margin_ms: None,
         sync: None,

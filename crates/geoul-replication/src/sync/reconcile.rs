@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use geoul_placement::Slot;
-use geoul_store::{BucketMask, Cursor, Entry, Key, KeyVersion, Version, ALL_BUCKETS, BUCKETS};
+use geoul_store::{BucketMask, Cursor, Entry, Key, Version, ALL_BUCKETS, BUCKETS};
 
 use crate::local::{LocalStore, TableHandle};
 use crate::messages::{LinkError, ReplicaLink, ReplicateBatch, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
@@ -292,16 +292,19 @@ impl<L: ReplicaLink> Reconcile<'_, L> {
         transfer: &mut Transfer,
         on_page: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<u64, ReconcileError> {
-        let mut theirs: HashMap<Key, Version> = HashMap::new();
+        // Freshness, not just the version: a touch extends an expiry without a
+        // new version, and a replica that missed it must still converge.
+        let mut theirs: HashMap<Key, (Version, u64)> = HashMap::new();
         let mut after: Option<Cursor> = None;
         loop {
             let page = match self.ask(self.pull(mask, after.take(), true)).await? {
                 SyncResponse::Versions(page) => page,
                 _ => return Err(ReconcileError::Unexpected),
             };
-            for KeyVersion { key, version } in page.items {
-                transfer.bytes_in += key.as_bytes().len() as u64 + 16;
-                theirs.insert(key, version);
+            for kv in page.items {
+                transfer.bytes_in += kv.key.as_bytes().len() as u64 + 24;
+                let fresh = kv.freshness();
+                theirs.insert(kv.key, fresh);
             }
             match page.next {
                 Some(c) => after = Some(c),
@@ -312,7 +315,7 @@ impl<L: ReplicaLink> Reconcile<'_, L> {
             let table = self.handle.lock();
             let mut need: Vec<Key> = theirs
                 .iter()
-                .filter(|(k, v)| table.version_of(k).is_none_or(|ours| ours < **v))
+                .filter(|(k, v)| table.freshness_of(k).is_none_or(|ours| ours < **v))
                 .map(|(k, _)| k.clone())
                 .collect();
             // A stable order keeps simulations reproducible.
@@ -325,7 +328,7 @@ impl<L: ReplicaLink> Reconcile<'_, L> {
                     out.extend(
                         page.items
                             .into_iter()
-                            .filter(|e| theirs.get(&e.key).is_none_or(|v| *v < e.version)),
+                            .filter(|e| theirs.get(&e.key).is_none_or(|v| *v < e.freshness())),
                     );
                     match page.next {
                         Some(c) => after = Some(c),
@@ -386,7 +389,7 @@ impl<L: ReplicaLink> Reconcile<'_, L> {
             transfer.entries_out += items.len() as u64;
             transfer.bytes_out += items.iter().map(|(_, e)| entry_bytes(e)).sum::<u64>();
             self.link
-                .replicate(self.peer, ReplicateBatch { items }, self.timeout)
+                .replicate(self.peer, ReplicateBatch::entries(items), self.timeout)
                 .await?;
         }
         Ok(())

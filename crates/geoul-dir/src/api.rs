@@ -1,0 +1,283 @@
+//! The instance directory's requests and answers, and [`DirClient`], the
+//! typed way to call it through a `ServiceRef`.
+//!
+//! Owns: [`DirRequest`], [`DirResponse`], [`DirDenied`], [`SearchPage`],
+//! [`DirError`] and the routing/retry rule of each request. Does not own:
+//! what the requests do (`service`).
+//!
+//! Routing: requests about one instance go by its id's slot (with `All`
+//! every directory node holds it, so the nearest node answers); searches go
+//! to a random directory node, which answers from its own copy where it is
+//! synced and asks other nodes for the rest. Every request but `reserve` is
+//! idempotent (absolute values, not increments), so the ref retries them on
+//! another node after a timeout. Times are Unix milliseconds.
+
+use std::time::Duration;
+
+use geoul_client::{CallError, CallOptions, ServiceRef};
+use serde::{Deserialize, Serialize};
+
+use crate::instance::{Instance, InstanceSpec, InstanceUpdate};
+
+/// The service's name.
+pub const DIR: &str = "instance-directory";
+
+/// Deadline of a directory call unless the client sets one.
+pub const DIR_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request to the directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DirRequest {
+    /// Publishes an instance (or replaces what was published under its id).
+    Register {
+        /// The instance id.
+        id: String,
+        /// What to publish.
+        instance: InstanceSpec,
+        /// Lifetime between renewals, ms (the directory's default if absent).
+        ttl_ms: Option<u64>,
+    },
+    /// Changes some fields of a live instance (and renews it).
+    Update {
+        /// The instance id.
+        id: String,
+        /// The changes.
+        changes: InstanceUpdate,
+    },
+    /// Renews a live instance for another TTL (a heartbeat: only the id,
+    /// its version and the new expiry travel to the replicas).
+    Renew {
+        /// The instance id.
+        id: String,
+    },
+    /// Removes an instance.
+    Remove {
+        /// The instance id.
+        id: String,
+    },
+    /// One live instance.
+    Get {
+        /// The instance id.
+        id: String,
+    },
+    /// Live instances matching a query, in its order, one page.
+    Search {
+        /// `[FILTER] [order by F [asc|desc], …] [limit N]`.
+        query: String,
+        /// The `next` cursor of the previous page.
+        after: Option<String>,
+    },
+}
+
+/// A page of search results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchPage {
+    /// Matching live instances, in the query's order.
+    pub entries: Vec<Instance>,
+    /// Some slots could not be answered: entries may be missing (never
+    /// silently).
+    pub partial: bool,
+    /// Cursor of the next page, when this one is full.
+    pub next: Option<String>,
+    /// The node that answered.
+    pub node: String,
+}
+
+/// An answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirResponse {
+    /// Registered, updated or renewed: live until `expires_at`.
+    Live {
+        /// The instance id.
+        id: String,
+        /// When it disappears unless renewed.
+        expires_at: u64,
+    },
+    /// Removed (`existed`: it was live).
+    Removed {
+        /// Whether a live instance was removed.
+        existed: bool,
+    },
+    /// One instance.
+    Instance(Instance),
+    /// A page of search results.
+    Found(SearchPage),
+    /// Refused, with the reason.
+    Denied(DirDenied),
+}
+
+/// Why the directory refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum DirDenied {
+    /// No live instance has this id (never registered, removed, or expired:
+    /// a game server whose renewal gets this registers again).
+    #[error("no live instance {0:?}")]
+    NotFound(String),
+    /// A field or the query broke a rule (the message names it).
+    #[error("{0}")]
+    BadInput(String),
+    /// The directory is at its `max_entries`.
+    #[error("{0}")]
+    Full(String),
+}
+
+impl DirDenied {
+    /// The metric label of the denial.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::BadInput(_) => "bad_input",
+            Self::Full(_) => "full",
+        }
+    }
+}
+
+/// Why a directory call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// The directory refused it.
+    #[error(transparent)]
+    Denied(#[from] DirDenied),
+    /// The call did not complete (no replica, deadline, …).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// An answer of the wrong kind (a version mismatch).
+    #[error("unexpected answer from the directory: {0}")]
+    Unexpected(&'static str),
+}
+
+impl DirRequest {
+    /// The routing key: the instance id, or none (any node) for searches.
+    pub fn routing_key(&self) -> Option<&[u8]> {
+        match self {
+            Self::Register { id, .. }
+            | Self::Update { id, .. }
+            | Self::Renew { id }
+            | Self::Remove { id }
+            | Self::Get { id } => Some(id.as_bytes()),
+            Self::Search { .. } => None,
+        }
+    }
+
+    /// Whether a retry after a lost reply is harmless.
+    pub fn idempotent(&self) -> bool {
+        true
+    }
+}
+
+fn unexpected(r: &DirResponse) -> DirError {
+    DirError::Unexpected(match r {
+        DirResponse::Live { .. } => "live",
+        DirResponse::Removed { .. } => "removed",
+        DirResponse::Instance(_) => "instance",
+        DirResponse::Found(_) => "found",
+        DirResponse::Denied(_) => "denied",
+    })
+}
+
+/// Typed calls to the directory over a `ServiceRef`.
+#[derive(Clone)]
+pub struct DirClient {
+    service: ServiceRef,
+    timeout: Duration,
+}
+
+impl DirClient {
+    /// A client over `service` (a ref to [`DIR`]).
+    pub fn new(service: ServiceRef) -> Self {
+        Self {
+            service,
+            timeout: DIR_TIMEOUT,
+        }
+    }
+
+    /// Sets the deadline of each call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends any request.
+    pub async fn request(&self, request: &DirRequest) -> Result<DirResponse, DirError> {
+        let options = CallOptions {
+            timeout: Some(self.timeout),
+            idempotent: request.idempotent(),
+            idempotency_key: None,
+        };
+        let response: DirResponse = self
+            .service
+            .call_with(request.routing_key(), request, options)
+            .await?;
+        match response {
+            DirResponse::Denied(d) => Err(DirError::Denied(d)),
+            other => Ok(other),
+        }
+    }
+
+    async fn live(&self, request: DirRequest) -> Result<u64, DirError> {
+        match self.request(&request).await? {
+            DirResponse::Live { expires_at, .. } => Ok(expires_at),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Publishes `instance` under `id`; returns when it expires.
+    pub async fn register(
+        &self,
+        id: &str,
+        instance: InstanceSpec,
+        ttl: Option<Duration>,
+    ) -> Result<u64, DirError> {
+        self.live(DirRequest::Register {
+            id: id.into(),
+            instance,
+            ttl_ms: ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        })
+        .await
+    }
+
+    /// Changes fields of `id` (and renews it); returns when it expires.
+    pub async fn update(&self, id: &str, changes: InstanceUpdate) -> Result<u64, DirError> {
+        self.live(DirRequest::Update {
+            id: id.into(),
+            changes,
+        })
+        .await
+    }
+
+    /// Renews `id`; returns when it expires.
+    pub async fn renew(&self, id: &str) -> Result<u64, DirError> {
+        self.live(DirRequest::Renew { id: id.into() }).await
+    }
+
+    /// Removes `id`; whether it was live.
+    pub async fn remove(&self, id: &str) -> Result<bool, DirError> {
+        match self.request(&DirRequest::Remove { id: id.into() }).await? {
+            DirResponse::Removed { existed } => Ok(existed),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The live instance `id`.
+    pub async fn get(&self, id: &str) -> Result<Instance, DirError> {
+        match self.request(&DirRequest::Get { id: id.into() }).await? {
+            DirResponse::Instance(i) => Ok(i),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// One page of a search.
+    pub async fn search(&self, query: &str, after: Option<&str>) -> Result<SearchPage, DirError> {
+        let request = DirRequest::Search {
+            query: query.into(),
+            after: after.map(Into::into),
+        };
+        match self.request(&request).await? {
+            DirResponse::Found(page) => Ok(page),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
