@@ -2,7 +2,10 @@
 //! `GET /healthz`, `POST /query` (body: a query in text form, e.g.
 //! `kv where value = "x" limit 5`; `?after=CURSOR&timeout_ms=N`; answer as
 //! `geoul query --json` prints it; a query that does not parse is a 400 with
-//! the message and its line and column).
+//! the message and its line and column), `GET /dir/search?q=QUERY` (a
+//! spectator search of the instance directory; `&after=CURSOR&timeout_ms=N`;
+//! answer as `geoul dir search --json` prints it: `{"entries": [...],
+//! "partial": bool, "next": …}`; a refused query is a 400 with the message).
 //!
 //! Owns: routes and response formats. Does not own: what the status says (the
 //! node builds it). Only the edge knows HTTP: the node exposes plain methods.
@@ -36,6 +39,8 @@ pub trait AdminView: Send + Sync + 'static {
         query: geoul_query::Query,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<QueryAnswer, String>>;
+    /// A ref to a service by name, routed like the node's own calls.
+    fn service(&self, name: &str) -> geoul_client::ServiceRef;
 }
 
 impl<N: geoul_transport::Net> AdminView for crate::node::Node<N> {
@@ -63,6 +68,9 @@ impl<N: geoul_transport::Net> AdminView for crate::node::Node<N> {
                 .map_err(|e| e.to_string())
         })
     }
+    fn service(&self, name: &str) -> geoul_client::ServiceRef {
+        self.service_ref(name)
+    }
 }
 
 /// Longest deadline `POST /query` accepts.
@@ -77,6 +85,7 @@ pub fn router(view: Arc<dyn AdminView>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/query", post(query))
+        .route("/dir/search", get(dir_search))
         .with_state(view)
 }
 
@@ -142,10 +151,9 @@ async fn query(
             Err(e) => return bad_request(format!("after: {e}"), None),
         }
     }
-    let timeout = match params.get("timeout_ms").map(|t| t.parse::<u64>()) {
-        None => QUERY_TIMEOUT_DEFAULT,
-        Some(Ok(ms)) if ms > 0 => Duration::from_millis(ms).min(QUERY_TIMEOUT_MAX),
-        Some(_) => return bad_request("timeout_ms: expected a positive integer".into(), None),
+    let timeout = match timeout_param(&params) {
+        Ok(t) => t,
+        Err(r) => return *r,
     };
     if let Err(e) = query.validate() {
         return bad_request(e.to_string(), None);
@@ -153,5 +161,51 @@ async fn query(
     match view.query(query, timeout).await {
         Ok(answer) => Json(crate::query_json::answer_json(&answer)).into_response(),
         Err(e) => bad_request(e, None),
+    }
+}
+
+/// `timeout_ms` of a request, or the 400 that explains it.
+fn timeout_param(params: &HashMap<String, String>) -> Result<Duration, Box<Response>> {
+    match params.get("timeout_ms").map(|t| t.parse::<u64>()) {
+        None => Ok(QUERY_TIMEOUT_DEFAULT),
+        Some(Ok(ms)) if ms > 0 => Ok(Duration::from_millis(ms).min(QUERY_TIMEOUT_MAX)),
+        Some(_) => Err(Box::new(bad_request(
+            "timeout_ms: expected a positive integer".into(),
+            None,
+        ))),
+    }
+}
+
+async fn dir_search(
+    State(view): State<Arc<dyn AdminView>>,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+) -> Response {
+    let Some(text) = params.get("q") else {
+        return bad_request(
+            "q: the search text is missing (e.g. ?q=mode = \"ranked\")".into(),
+            None,
+        );
+    };
+    let timeout = match timeout_param(&params) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let dir = geoul_dir::DirClient::new(view.service(geoul_dir::DIR)).with_timeout(timeout);
+    match dir
+        .search(text, params.get("after").map(String::as_str))
+        .await
+    {
+        Ok(page) => Json(serde_json::json!({
+            "entries": page.entries,
+            "partial": page.partial,
+            "next": page.next,
+        }))
+        .into_response(),
+        Err(geoul_dir::DirError::Denied(d)) => bad_request(d.to_string(), None),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        )
+            .into_response(),
     }
 }

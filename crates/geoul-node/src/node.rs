@@ -128,6 +128,7 @@ pub struct Node<N: Net> {
     registry: Arc<Registry>,
     started: Instant,
     membership_task: tokio::task::JoinHandle<()>,
+    refs: Arc<dyn geoul_client::Backend>,
 }
 
 impl<N: Net> Node<N> {
@@ -248,11 +249,13 @@ impl<N: Net> Node<N> {
         });
         let _ = groups_cell.set(groups.clone());
         let service_metrics = ServiceMetrics::default();
+        let refs: Arc<dyn geoul_client::Backend> =
+            Arc::new(NodeBackend::new(transport.clone(), routes_rx));
         let host = ServiceHost::new(
             &params.name,
             Arc::new(ReplicatorAccess(replicator.clone())),
             groups.clone(),
-            Arc::new(NodeBackend::new(transport.clone(), routes_rx)),
+            refs.clone(),
             params.services.clone(),
             service_metrics.clone(),
         )?;
@@ -314,6 +317,7 @@ impl<N: Net> Node<N> {
             registry: Arc::new(registry),
             started: Instant::now(),
             membership_task,
+            refs,
         })
     }
 
@@ -325,6 +329,12 @@ impl<N: Net> Node<N> {
     /// The transport (requests to other nodes).
     pub fn transport(&self) -> &Transport<N> {
         &self.transport
+    }
+
+    /// A ref to a service by name, as the node's own services call others
+    /// (for the admin API and programs hosting the node).
+    pub fn service_ref(&self, name: &str) -> geoul_client::ServiceRef {
+        geoul_client::ServiceRef::new(self.refs.clone(), name)
     }
 
     /// The replicated write and read paths.

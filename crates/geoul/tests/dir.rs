@@ -542,6 +542,24 @@ fn the_cli_publishes_searches_and_refuses_bad_input_clearly() {
     assert_eq!(v["partial"], false);
     assert_eq!(v["entries"][0]["id"], "g-1");
     assert_eq!(v["entries"][0]["tags"]["level"], 12);
+    // The same search over the admin HTTP API; a bad query is a 400.
+    let url = format!("{}/dir/search", cluster.nodes[2].admin_url());
+    let v: serde_json::Value = ureq::get(&url)
+        .query("q", "mode = \"ranked\" order by rating desc")
+        .call()
+        .expect("GET /dir/search")
+        .into_json()
+        .expect("json");
+    assert_eq!(v["partial"], false);
+    assert_eq!(v["entries"][0]["id"], "g-2");
+    assert_eq!(v["entries"][1]["id"], "g-1");
+    match ureq::get(&url).query("q", "players < \"x\"").call() {
+        Err(ureq::Error::Status(400, r)) => {
+            let body = r.into_string().expect("body");
+            assert!(body.contains("holds numbers"), "{body}");
+        }
+        other => panic!("expected a 400: {other:?}"),
+    }
     let out = geoul(&["update", "g-1", "--players", "4", "--remove-tag", "lang"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let out = geoul(&["--json", "get", "g-1"]);
