@@ -46,6 +46,13 @@ pub struct DirConfig {
     pub ttl_max_s: u64,
     /// Most entries one search page returns.
     pub search_limit_max: u32,
+    /// A node answers searches and reads from its own copy only if it
+    /// completed an anti-entropy round with a majority of directory nodes
+    /// within this many ms; else it refuses (the client asks another node)
+    /// or, for `get`, reads at `Quorum`. With the default 1 s anti-entropy
+    /// period this bounds how long a cut-off node can show a removed
+    /// instance: this window plus one period.
+    pub local_read_window_ms: u64,
 }
 
 impl Default for DirConfig {
@@ -61,11 +68,17 @@ impl Default for DirConfig {
             ttl_default_s: 30,
             ttl_max_s: TTL_MAX_S,
             search_limit_max: 1000,
+            local_read_window_ms: 3000,
         }
     }
 }
 
 impl DirConfig {
+    /// See `local_read_window_ms`.
+    pub fn local_read_window(&self) -> Duration {
+        Duration::from_millis(self.local_read_window_ms)
+    }
+
     /// The default TTL.
     pub fn ttl_default(&self) -> Duration {
         Duration::from_secs(self.ttl_default_s)
@@ -125,6 +138,9 @@ impl DirConfig {
                 "search_limit_max",
                 format!("must be 1-{}", geoul_client::query_lang::LIMIT_MAX),
             );
+        }
+        if !(100..=600_000).contains(&self.local_read_window_ms) {
+            return field("local_read_window_ms", "must be 100-600000".into());
         }
         if let Err(e) = self.table().validate() {
             return field("indexes", e.to_string());

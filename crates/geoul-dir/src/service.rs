@@ -15,7 +15,9 @@
 
 use std::time::{Duration, Instant};
 
-use geoul_service::{Context, HandlerError, Limits, PutOptions, Record, Service, StoreError};
+use geoul_service::{
+    Context, HandlerError, Limits, PutOptions, ReadLevel, Record, Service, StoreError,
+};
 use geoul_store::TableSpec;
 use prometheus_client::registry::Registry;
 
@@ -157,13 +159,26 @@ impl DirService {
         Ok(ttl)
     }
 
-    /// The live record of `id`, read from the nearest serving replica.
+    /// Whether this node may answer from its own copy: it heard from a
+    /// majority of directory nodes recently (a node cut off from them could
+    /// otherwise show a removed instance for as long as the cut lasts).
+    fn in_touch(&self, ctx: &Context) -> bool {
+        ctx.in_touch(INSTANCES, self.config.local_read_window())
+    }
+
+    /// The live record of `id`: from the nearest serving replica while this
+    /// node is in touch with a majority, else at `Quorum`.
     async fn live(
         &self,
         ctx: &Context,
         id: &str,
     ) -> Result<Option<(Record, Instance)>, HandlerError> {
-        let Some(record) = ctx.get(INSTANCES, id.as_bytes()).await? else {
+        let level = if self.in_touch(ctx) {
+            ReadLevel::One
+        } else {
+            ReadLevel::Quorum
+        };
+        let Some(record) = ctx.get_with(INSTANCES, id.as_bytes(), level).await? else {
             return Ok(None);
         };
         let expires_at = record.expires_at_ms.unwrap_or(u64::MAX);
@@ -295,6 +310,14 @@ impl DirService {
             Ok(q) => q,
             Err(e) => deny!(bad(e)),
         };
+        if !self.in_touch(ctx) {
+            // Nothing done: the ref asks the next directory node.
+            return Err(HandlerError::NotReady(format!(
+                "this node has not heard from a majority of directory nodes within {} ms; \
+                 it does not answer searches from its own copy",
+                self.config.local_read_window_ms
+            )));
+        }
         let started = Instant::now();
         let answer = ctx.query(&query).await?;
         self.metrics

@@ -67,6 +67,10 @@ pub struct SimServices {
     /// The `auth` service ([`crate::auth_config`]); its consensus group needs
     /// `kv_durability: Disk` (a data directory).
     pub auth: bool,
+    /// The instance directory ([`crate::dir_config`]).
+    pub dir: bool,
+    /// The directory's `copies` (`None`: every node holds every entry).
+    pub dir_copies: Option<usize>,
 }
 
 impl Default for SimOptions {
@@ -630,6 +634,16 @@ impl HostSpec {
                 match geoul_auth::AuthService::new(crate::auth_config()) {
                     Ok(auth) => geoul_service::hosted(auth),
                     Err(e) => panic!("the simulation's auth config is valid: {e}"),
+                }
+            }))
+            .chain(self.services.dir.then(|| {
+                let config = geoul_dir::DirConfig {
+                    copies: self.services.dir_copies,
+                    ..crate::dir_config()
+                };
+                match geoul_dir::DirService::new(config) {
+                    Ok(dir) => geoul_service::hosted(dir),
+                    Err(e) => panic!("the simulation's directory config is valid: {e}"),
                 }
             }))
             .collect(),

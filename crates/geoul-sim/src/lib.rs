@@ -103,3 +103,15 @@ pub fn auth_config() -> geoul_auth::AuthConfig {
 
 /// [`auth_config`]'s `local_validation_window_ms`.
 pub const AUTH_WINDOW_MS: u64 = 1500;
+
+/// The instance directory's configuration in simulation: a local-read
+/// window sized to the simulation's 500 ms anti-entropy period.
+pub fn dir_config() -> geoul_dir::DirConfig {
+    geoul_dir::DirConfig {
+        local_read_window_ms: DIR_WINDOW_MS,
+        ..geoul_dir::DirConfig::default()
+    }
+}
+
+/// [`dir_config`]'s `local_read_window_ms`.
+pub const DIR_WINDOW_MS: u64 = 1500;
