@@ -10,7 +10,8 @@
 //! to a random directory node, which answers from its own copy where it is
 //! synced and asks other nodes for the rest. Every request but `reserve` is
 //! idempotent (absolute values, not increments), so the ref retries them on
-//! another node after a timeout. Times are Unix milliseconds.
+//! another node after a timeout; `reserve` carries an idempotency key, so
+//! its retries are answered once. Times are Unix milliseconds.
 
 use std::time::Duration;
 
@@ -61,6 +62,15 @@ pub enum DirRequest {
         /// The instance id.
         id: String,
     },
+    /// Takes `slots` seats of a live instance: raises its `players` only
+    /// while it stays within `max_players`, exactly once cluster-wide however
+    /// many race (not idempotent: `DirClient` sends an idempotency key).
+    Reserve {
+        /// The instance id.
+        id: String,
+        /// Seats to take (1 or more).
+        slots: u32,
+    },
     /// Live instances matching a query, in its order, one page.
     Search {
         /// `[FILTER] [order by F [asc|desc], …] [limit N]`.
@@ -104,6 +114,15 @@ pub enum DirResponse {
     Instance(Instance),
     /// A page of search results.
     Found(SearchPage),
+    /// Seats taken: the instance now counts `players` of `max_players`.
+    Reserved {
+        /// The instance id.
+        id: String,
+        /// Players counted, the new seats included.
+        players: u32,
+        /// Its capacity.
+        max_players: u32,
+    },
     /// Refused, with the reason.
     Denied(DirDenied),
 }
@@ -122,6 +141,16 @@ pub enum DirDenied {
     /// The directory is at its `max_entries`.
     #[error("{0}")]
     Full(String),
+    /// Not enough free seats for a reservation.
+    #[error("instance {id:?} has {free} free seat(s), asked for {asked}")]
+    NoRoom {
+        /// The instance.
+        id: String,
+        /// Seats still free.
+        free: u32,
+        /// Seats asked for.
+        asked: u32,
+    },
 }
 
 impl DirDenied {
@@ -131,6 +160,7 @@ impl DirDenied {
             Self::NotFound(_) => "not_found",
             Self::BadInput(_) => "bad_input",
             Self::Full(_) => "full",
+            Self::NoRoom { .. } => "no_room",
         }
     }
 }
@@ -157,14 +187,16 @@ impl DirRequest {
             | Self::Update { id, .. }
             | Self::Renew { id }
             | Self::Remove { id }
-            | Self::Get { id } => Some(id.as_bytes()),
+            | Self::Get { id }
+            | Self::Reserve { id, .. } => Some(id.as_bytes()),
             Self::Search { .. } => None,
         }
     }
 
-    /// Whether a retry after a lost reply is harmless.
+    /// Whether a retry after a lost reply is harmless (every request but
+    /// `reserve` sets absolute values).
     pub fn idempotent(&self) -> bool {
-        true
+        !matches!(self, Self::Reserve { .. })
     }
 }
 
@@ -174,6 +206,7 @@ fn unexpected(r: &DirResponse) -> DirError {
         DirResponse::Removed { .. } => "removed",
         DirResponse::Instance(_) => "instance",
         DirResponse::Found(_) => "found",
+        DirResponse::Reserved { .. } => "reserved",
         DirResponse::Denied(_) => "denied",
     })
 }
@@ -202,10 +235,13 @@ impl DirClient {
 
     /// Sends any request.
     pub async fn request(&self, request: &DirRequest) -> Result<DirResponse, DirError> {
+        // A reservation retried after a lost reply must not take its seats
+        // twice: the node remembers the key's answer.
+        let idempotency_key = (!request.idempotent()).then(|| rand::random::<[u8; 16]>().to_vec());
         let options = CallOptions {
             timeout: Some(self.timeout),
             idempotent: request.idempotent(),
-            idempotency_key: None,
+            idempotency_key,
         };
         let response: DirResponse = self
             .service
@@ -265,6 +301,22 @@ impl DirClient {
     pub async fn get(&self, id: &str) -> Result<Instance, DirError> {
         match self.request(&DirRequest::Get { id: id.into() }).await? {
             DirResponse::Instance(i) => Ok(i),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Takes `slots` seats of `id`; the players counted and the capacity.
+    pub async fn reserve(&self, id: &str, slots: u32) -> Result<(u32, u32), DirError> {
+        let request = DirRequest::Reserve {
+            id: id.into(),
+            slots,
+        };
+        match self.request(&request).await? {
+            DirResponse::Reserved {
+                players,
+                max_players,
+                ..
+            } => Ok((players, max_players)),
             other => Err(unexpected(&other)),
         }
     }

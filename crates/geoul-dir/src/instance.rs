@@ -3,7 +3,7 @@
 //!
 //! Owns: [`InstanceSpec`] (what `register` sends), [`InstanceUpdate`] (what
 //! `update` changes), [`Instance`] (what `get` and `search` return),
-//! [`InstanceState`], [`TagValue`], every field's bound and the document
+//! [`InstanceState`], every field's bound and the document
 //! layout (one typed field per attribute, tags as `tag.<name>`). Does not
 //! own: what requests do (`service`) or which fields are indexed (`config`).
 //!
@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 use geoul_store::{Document, Value};
 use serde::{Deserialize, Serialize};
+
+pub use crate::tag::TagValue;
 
 /// Longest instance id, in bytes.
 pub const ID_MAX: usize = 128;
@@ -73,99 +75,6 @@ impl InstanceState {
                 "state",
                 format!("must be lobby, playing or ending, got {other:?}"),
             )),
-        }
-    }
-}
-
-/// A custom tag's value: typed, so `tag.level >= 10` compares numbers.
-///
-/// In JSON a tag is a plain value (`"eu-west"`, `3`, `2.5`, `true`); in the
-/// binary protocol it is tagged by kind.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TagValue {
-    /// Text (at most [`TAG_STR_MAX`] bytes).
-    Str(String),
-    /// Integer.
-    Int(i64),
-    /// Finite float.
-    Float(f64),
-    /// Boolean.
-    Bool(bool),
-}
-
-impl TagValue {
-    fn to_value(&self) -> Value {
-        match self {
-            Self::Str(s) => Value::Str(s.clone()),
-            Self::Int(i) => Value::Int(*i),
-            Self::Float(f) => Value::Float(*f),
-            Self::Bool(b) => Value::Bool(*b),
-        }
-    }
-
-    fn from_value(v: &Value) -> Option<Self> {
-        Some(match v {
-            Value::Str(s) => Self::Str(s.clone()),
-            Value::Int(i) => Self::Int(*i),
-            Value::Float(f) => Self::Float(*f),
-            Value::Bool(b) => Self::Bool(*b),
-            Value::Bytes(_) => return None,
-        })
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum TaggedTag {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum PlainTag {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-}
-
-impl Serialize for TagValue {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let human = s.is_human_readable();
-        match (self, human) {
-            (Self::Str(v), true) => PlainTag::Str(v.clone()).serialize(s),
-            (Self::Int(v), true) => PlainTag::Int(*v).serialize(s),
-            (Self::Float(v), true) => PlainTag::Float(*v).serialize(s),
-            (Self::Bool(v), true) => PlainTag::Bool(*v).serialize(s),
-            (Self::Str(v), false) => TaggedTag::Str(v.clone()).serialize(s),
-            (Self::Int(v), false) => TaggedTag::Int(*v).serialize(s),
-            (Self::Float(v), false) => TaggedTag::Float(*v).serialize(s),
-            (Self::Bool(v), false) => TaggedTag::Bool(*v).serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for TagValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // JSON is self-describing, postcard is not: plain values there, kinds
-        // tagged here.
-        if d.is_human_readable() {
-            Ok(match PlainTag::deserialize(d)? {
-                PlainTag::Bool(v) => Self::Bool(v),
-                PlainTag::Int(v) => Self::Int(v),
-                PlainTag::Float(v) => Self::Float(v),
-                PlainTag::Str(v) => Self::Str(v),
-            })
-        } else {
-            Ok(match TaggedTag::deserialize(d)? {
-                TaggedTag::Bool(v) => Self::Bool(v),
-                TaggedTag::Int(v) => Self::Int(v),
-                TaggedTag::Float(v) => Self::Float(v),
-                TaggedTag::Str(v) => Self::Str(v),
-            })
         }
     }
 }
@@ -327,9 +236,41 @@ pub struct Instance {
     pub expires_at: u64,
     /// The lifetime each renewal gives it, ms.
     pub ttl_ms: u64,
+    /// When this registration was made, Unix ms (a new registration of the
+    /// id starts a new seat count).
+    pub registered_at: u64,
+    /// Whether seats were reserved (`reserve`): from then on its player
+    /// count is decided by its seat counter.
+    pub seats: bool,
+}
+
+/// What the directory records beside the published fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// When the instance started, Unix ms.
+    pub started_at: u64,
+    /// When this write was made, Unix ms.
+    pub updated_at: u64,
+    /// The lifetime each renewal gives it, ms.
+    pub ttl_ms: u64,
+    /// When the registration was made, Unix ms.
+    pub registered_at: u64,
+    /// Whether its seat counter decides its player count.
+    pub seats: bool,
 }
 
 impl Instance {
+    /// Its [`Meta`] for a write at `now`.
+    pub fn meta(&self, now: u64) -> Meta {
+        Meta {
+            started_at: self.started_at,
+            updated_at: now,
+            ttl_ms: self.ttl_ms,
+            registered_at: self.registered_at,
+            seats: self.seats,
+        }
+    }
+
     /// What its game server published.
     pub fn spec(&self) -> InstanceSpec {
         InstanceSpec {
@@ -518,12 +459,14 @@ impl InstanceSpec {
 
     /// The stored document (validate first). `open_slots` is derived so
     /// searches can ask for instances with room (`open_slots > 0`).
-    pub fn to_doc(
-        &self,
-        started_at: u64,
-        updated_at: u64,
-        ttl_ms: u64,
-    ) -> Result<Document, FieldError> {
+    pub fn to_doc(&self, meta: &Meta) -> Result<Document, FieldError> {
+        let Meta {
+            started_at,
+            updated_at,
+            ttl_ms,
+            registered_at,
+            seats,
+        } = *meta;
         let mut fields: Vec<(String, Value)> = vec![
             ("addr".into(), Value::Str(self.addr.clone())),
             ("mode".into(), Value::Str(self.mode.clone())),
@@ -542,6 +485,8 @@ impl InstanceSpec {
             ("started_at".into(), Value::Int(to_i64(started_at))),
             ("updated_at".into(), Value::Int(to_i64(updated_at))),
             ("ttl_ms".into(), Value::Int(to_i64(ttl_ms))),
+            ("registered_at".into(), Value::Int(to_i64(registered_at))),
+            ("seats".into(), Value::Bool(seats)),
         ];
         if let Some(map) = &self.map {
             fields.push(("map".into(), Value::Str(map.clone())));
@@ -620,6 +565,8 @@ pub fn from_doc(id: &str, doc: &Document, expires_at: u64) -> Result<Instance, M
         updated_at: get_u64(doc, "updated_at")?,
         expires_at,
         ttl_ms: get_u64(doc, "ttl_ms")?,
+        registered_at: get_u64(doc, "registered_at")?,
+        seats: matches!(doc.get("seats"), Some(Value::Bool(true))),
     })
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Modules: `api` (requests, answers, the typed client), `service` (what
 //! each request does), `instance` (the entry's fields, bounds and
-//! document), `search` (queries checked against the fields), `config`,
+//! document), `tag` (typed tag values), `search` (queries checked against the fields), `seats` (exact
+//! reservations on the service's consensus group), `config`,
 //! `metrics`.
 
 pub mod api;
@@ -17,7 +18,9 @@ pub mod config;
 pub mod instance;
 pub mod metrics;
 pub mod search;
+pub mod seats;
 pub mod service;
+pub mod tag;
 
 pub use api::{DirClient, DirDenied, DirError, DirRequest, DirResponse, SearchPage, DIR};
 pub use config::{DirConfig, INSTANCES};

@@ -14,9 +14,9 @@ use prometheus_client::registry::Registry;
 /// One outcome of one operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
-    /// `register | update | renew | remove | get | search`.
+    /// `register | update | renew | remove | get | search | reserve`.
     pub op: &'static str,
-    /// `ok`, or why not: `not_found | bad_input | full | error`.
+    /// `ok`, or why not: `not_found | bad_input | full | no_room | error`.
     pub outcome: &'static str,
 }
 

@@ -23,9 +23,10 @@ use prometheus_client::registry::Registry;
 
 use crate::api::{DirDenied, DirRequest, DirResponse, SearchPage, DIR};
 use crate::config::{DirConfig, INSTANCES};
-use crate::instance::{check_id, from_doc, Instance, InstanceSpec, InstanceUpdate};
+use crate::instance::{check_id, from_doc, Instance, InstanceSpec, InstanceUpdate, Meta};
 use crate::metrics::DirMetrics;
 use crate::search::parse_search;
+use crate::seats::SEATS;
 
 /// The instance directory service.
 pub struct DirService {
@@ -59,6 +60,7 @@ fn op_name(r: &DirRequest) -> &'static str {
         DirRequest::Remove { .. } => "remove",
         DirRequest::Get { .. } => "get",
         DirRequest::Search { .. } => "search",
+        DirRequest::Reserve { .. } => "reserve",
     }
 }
 
@@ -108,8 +110,8 @@ impl Service for DirService {
 
     fn limits(&self) -> Limits {
         Limits {
-            // Every request is idempotent (absolute values): no dedup table.
-            idempotency_window: None,
+            // Only `reserve` needs it (the client sends a key with each).
+            idempotency_window: Some(Duration::from_secs(600)),
             request_bytes_max: 64 * 1024,
             ..Limits::default()
         }
@@ -117,6 +119,10 @@ impl Service for DirService {
 
     fn register_metrics(&self, registry: &mut Registry) {
         self.metrics.register(registry);
+    }
+
+    fn conditional_groups(&self) -> Vec<String> {
+        vec![SEATS.to_string()]
     }
 
     async fn handle(&self, ctx: Context, request: DirRequest) -> Result<DirResponse, HandlerError> {
@@ -131,6 +137,7 @@ impl Service for DirService {
             DirRequest::Renew { id } => self.renew(&ctx, &id).await,
             DirRequest::Remove { id } => self.remove(&ctx, &id).await,
             DirRequest::Get { id } => self.get(&ctx, &id).await,
+            DirRequest::Reserve { id, slots } => self.reserve(&ctx, &id, slots).await,
             DirRequest::Search { query, after } => {
                 self.search(&ctx, &query, after.as_deref()).await
             }
@@ -168,7 +175,7 @@ impl DirService {
 
     /// The live record of `id`: from the nearest serving replica while this
     /// node is in touch with a majority, else at `Quorum`.
-    async fn live(
+    pub(crate) async fn live(
         &self,
         ctx: &Context,
         id: &str,
@@ -187,16 +194,17 @@ impl DirService {
         Ok(Some((record, instance)))
     }
 
-    async fn write(
+    /// Writes the entry of `id`; its TTL restarts (`meta.ttl_ms`).
+    pub(crate) async fn write(
         &self,
         ctx: &Context,
         id: &str,
         spec: &InstanceSpec,
-        started_at: u64,
-        ttl: Duration,
+        meta: &Meta,
     ) -> Result<DirResponse, HandlerError> {
-        let now = ctx.now_ms();
-        let doc = match spec.to_doc(started_at, now, ms(ttl)) {
+        let now = meta.updated_at;
+        let ttl = Duration::from_millis(meta.ttl_ms);
+        let doc = match spec.to_doc(meta) {
             Ok(d) => d,
             Err(e) => deny!(bad(e)),
         };
@@ -233,8 +241,15 @@ impl DirService {
             Ok(t) => t,
             Err(d) => deny!(d),
         };
-        let started_at = spec.started_at.unwrap_or_else(|| ctx.now_ms());
-        self.write(ctx, id, &spec, started_at, ttl).await
+        let now = ctx.now_ms();
+        let meta = Meta {
+            started_at: spec.started_at.unwrap_or(now),
+            updated_at: now,
+            ttl_ms: ms(ttl),
+            registered_at: now,
+            seats: false,
+        };
+        self.write(ctx, id, &spec, &meta).await
     }
 
     async fn update(
@@ -249,13 +264,21 @@ impl DirService {
         let Some((_, current)) = self.live(ctx, id).await? else {
             deny!(DirDenied::NotFound(id.to_string()));
         };
-        let started_at = current.started_at;
-        let spec = changes.apply_to(current.spec());
+        let mut spec = changes.apply_to(current.spec());
         if let Err(e) = spec.validate() {
             deny!(bad(e));
         }
-        let ttl = Duration::from_millis(current.ttl_ms);
-        self.write(ctx, id, &spec, started_at, ttl).await
+        if current.seats {
+            // Reserved seats: the counter decides the player count.
+            if changes.players.is_some() || changes.max_players.is_some() {
+                self.set_seats(ctx, &current, spec.players, spec.max_players)
+                    .await?;
+            } else if let (Some(count), _) = self.seat_count(ctx, &current).await? {
+                spec.players = count.players;
+            }
+        }
+        let meta = current.meta(ctx.now_ms());
+        self.write(ctx, id, &spec, &meta).await
     }
 
     async fn renew(&self, ctx: &Context, id: &str) -> Result<DirResponse, HandlerError> {

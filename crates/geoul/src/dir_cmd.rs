@@ -120,6 +120,14 @@ pub enum DirCommand {
         /// Instance id.
         id: String,
     },
+    /// Take seats of a live instance (never beyond max-players, exactly).
+    Reserve {
+        /// Instance id.
+        id: String,
+        /// Seats to take.
+        #[arg(long, default_value_t = 1, value_parser = parse_count)]
+        slots: u32,
+    },
     /// Show one live instance.
     Get {
         /// Instance id.
@@ -300,6 +308,14 @@ async fn execute(dir: &DirClient, command: &DirCommand, json: bool) -> Result<St
                 Ok(format!("removed {id}"))
             } else {
                 Ok(format!("{id} was not live; nothing to remove"))
+            }
+        }
+        DirCommand::Reserve { id, slots } => {
+            let (players, max) = dir.reserve(id, *slots).await.map_err(runtime_err)?;
+            if json {
+                to_json(&json!({ "id": id, "players": players, "max_players": max }))
+            } else {
+                Ok(format!("reserved {slots} seat(s) of {id}: {players}/{max}"))
             }
         }
         DirCommand::Get { id } => {

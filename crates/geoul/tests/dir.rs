@@ -706,3 +706,102 @@ fn the_cli_publishes_searches_and_refuses_bad_input_clearly() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(cluster.nodes.iter().all(|n| n.status().is_some()));
 }
+
+#[test]
+fn two_hundred_racing_reserves_fill_fifty_free_seats_exactly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start(dir.path(), None);
+    let secret = cluster_secret(&cluster);
+    let rt = runtime();
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.cluster).collect();
+    // The seat group forms a few seconds after start; until then every node
+    // reports the directory degraded (and a reservation as not ready).
+    wait_for(
+        "the directory healthy on every node",
+        || {
+            cluster
+                .nodes
+                .iter()
+                .all(|n| n.status().is_some_and(|s| s.services_healthy()))
+        },
+        &cluster,
+    );
+    let (reserved, no_room, players) = rt.block_on(async {
+        let nodes = [
+            connect(addrs[0], &secret).await,
+            connect(addrs[1], &secret).await,
+            connect(addrs[2], &secret).await,
+        ];
+        let mut instance = spec(1);
+        instance.players = 10;
+        instance.max_players = 60;
+        let r = DirRequest::Register {
+            id: "arena".into(),
+            instance,
+            ttl_ms: Some(TTL_MS),
+        };
+        assert!(matches!(
+            call_retrying(&nodes[0], &r).await,
+            DirResponse::Live { .. }
+        ));
+        // 200 players race for the 50 free seats through all three nodes.
+        let outcomes: Vec<Result<DirResponse, String>> = stream::iter(0..200usize)
+            .map(|i| {
+                let c = nodes[i % 3].clone();
+                async move {
+                    let r = DirRequest::Reserve {
+                        id: "arena".into(),
+                        slots: 1,
+                    };
+                    call(&c, &r).await
+                }
+            })
+            .buffer_unordered(48)
+            .collect()
+            .await;
+        let mut reserved = 0;
+        let mut no_room = 0;
+        for o in outcomes {
+            match o {
+                Ok(DirResponse::Reserved {
+                    players,
+                    max_players,
+                    ..
+                }) => {
+                    assert!(
+                        players <= max_players,
+                        "overfilled: {players}/{max_players}"
+                    );
+                    reserved += 1;
+                }
+                Ok(DirResponse::Denied(geoul_dir::DirDenied::NoRoom { .. })) => no_room += 1,
+                other => panic!("reserve: {other:?}"),
+            }
+        }
+        // The entry follows the counter on every node.
+        let deadline = Instant::now() + WAIT;
+        let players = loop {
+            let mut seen = Vec::new();
+            for c in &nodes {
+                if let DirResponse::Instance(i) =
+                    call_retrying(c, &DirRequest::Get { id: "arena".into() }).await
+                {
+                    seen.push(i.players);
+                }
+            }
+            if seen.iter().all(|p| *p == 60) || Instant::now() > deadline {
+                break seen;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        (reserved, no_room, players)
+    });
+    assert_eq!(reserved, 50, "exactly the free seats were taken");
+    assert_eq!(no_room, 150);
+    assert_eq!(
+        players,
+        vec![60, 60, 60],
+        "every node shows the instance full"
+    );
+}

@@ -29,7 +29,13 @@ fn a_valid_spec_round_trips_through_its_document() {
     let s = spec();
     s.validate().expect("valid");
     let doc = s
-        .to_doc(1_700_000_000_000, 1_700_000_001_000, 10_000)
+        .to_doc(&Meta {
+            started_at: 1_700_000_000_000,
+            updated_at: 1_700_000_001_000,
+            ttl_ms: 10_000,
+            registered_at: 1_700_000_000_500,
+            seats: true,
+        })
         .expect("doc");
     assert_eq!(doc.get("open_slots"), Some(&Value::Int(3)));
     assert_eq!(doc.get("tag.level"), Some(&Value::Int(12)));
@@ -38,6 +44,8 @@ fn a_valid_spec_round_trips_through_its_document() {
     assert_eq!(back.updated_at, 1_700_000_001_000);
     assert_eq!(back.expires_at, 42);
     assert_eq!(back.ttl_ms, 10_000);
+    assert_eq!(back.registered_at, 1_700_000_000_500);
+    assert!(back.seats);
 }
 
 #[test]
