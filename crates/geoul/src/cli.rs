@@ -62,6 +62,10 @@ pub enum LoadCommand {
     /// Player lifecycles against `auth`: login, a validation per server move,
     /// refresh, logout; a table of ops/s, p50/p99 and errors at the end.
     Auth(crate::load_auth::AuthLoadArgs),
+    /// Game-server lifecycles against the instance directory (register,
+    /// renew, state and count updates, remove) plus spectator searches; a
+    /// table of ops/s, p50/p99 and errors at the end.
+    Dir(crate::load_dir::DirLoadArgs),
 }
 
 /// What `geoul call --help` adds.

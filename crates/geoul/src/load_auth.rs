@@ -15,10 +15,8 @@
 //! and logs in again. Players register first (argon2id costs the same as a
 //! login; those calls are reported as `register`).
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -26,9 +24,9 @@ use clap::Args;
 use geoul_auth::{AuthClient, AuthError, AUTH};
 use rand::{Rng, SeedableRng};
 
-use crate::bench::kv_hist::Histogram;
 use crate::cli::ClusterArgs;
 use crate::cluster_client::{connect_client, load_secret, parse_duration, targets};
+use crate::load::{call_kind, exp_delay, progress, render, Recorder, Tally};
 use crate::Failure;
 
 /// Most players one run simulates.
@@ -73,90 +71,28 @@ pub struct AuthLoadArgs {
     pub timeout: Duration,
 }
 
-/// What one operation measured.
-#[derive(Default)]
-struct OpStats {
-    hist: Histogram,
-    errors: BTreeMap<String, u64>,
-}
-
-#[derive(Default)]
-struct Tally {
-    ops: BTreeMap<&'static str, OpStats>,
-}
-
-impl Tally {
-    fn ok(&mut self, op: &'static str, took: Duration) {
-        self.ops.entry(op).or_default().hist.record(took);
-    }
-
-    fn err(&mut self, op: &'static str, kind: String) {
-        *self
-            .ops
-            .entry(op)
-            .or_default()
-            .errors
-            .entry(kind)
-            .or_default() += 1;
-    }
-}
-
 /// A short name for an error kind (the table's columns).
 fn kind(e: &AuthError) -> String {
     match e {
         AuthError::Denied(d) => d.kind().into(),
-        AuthError::Call(c) => {
-            let text = c.to_string();
-            let head: String = text
-                .split([':', '('])
-                .next()
-                .unwrap_or("call")
-                .trim()
-                .into();
-            head.replace(' ', "_")
-        }
+        AuthError::Call(c) => call_kind(&c.to_string()),
         AuthError::Unexpected(_) => "unexpected".into(),
     }
 }
 
-struct Run {
-    tally: Mutex<Tally>,
-    done: AtomicU64,
-    stop: AtomicBool,
-}
+type Run = Recorder;
 
-impl Run {
-    async fn timed<T>(
-        &self,
-        op: &'static str,
-        call: impl std::future::Future<Output = Result<T, AuthError>>,
-    ) -> Option<T> {
-        let started = Instant::now();
-        let result = call.await;
-        let took = started.elapsed();
-        self.done.fetch_add(1, Ordering::Relaxed);
-        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        match result {
-            Ok(v) => {
-                tally.ok(op, took);
-                Some(v)
-            }
-            Err(e) => {
-                tally.err(op, kind(&e));
-                None
-            }
-        }
-    }
+/// `Recorder::timed` with auth's error kinds.
+async fn timed<T>(
+    run: &Run,
+    op: &'static str,
+    call: impl std::future::Future<Output = Result<T, AuthError>>,
+) -> Option<T> {
+    run.timed(op, kind, call).await
 }
 
 fn password(i: u32) -> String {
     format!("load-password-{i}-correct-horse")
-}
-
-/// Exponential delay with the given mean (memoryless arrivals).
-fn exp_delay(rng: &mut impl Rng, mean: Duration) -> Duration {
-    let u: f64 = rng.random_range(f64::EPSILON..1.0);
-    mean.mul_f64(-u.ln()).min(mean * 20)
 }
 
 async fn player(run: Arc<Run>, auth: AuthClient, name: String, i: u32, args: Arc<Lifecycle>) {
@@ -164,7 +100,7 @@ async fn player(run: Arc<Run>, auth: AuthClient, name: String, i: u32, args: Arc
     let pw = password(i);
     tokio::time::sleep(args.ramp.mul_f64(rng.random_range(0.0..1.0))).await;
     while !run.stop.load(Ordering::Relaxed) {
-        let Some(mut tokens) = run.timed("login", auth.login(&name, &pw, None)).await else {
+        let Some(mut tokens) = timed(&run, "login", auth.login(&name, &pw, None)).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -175,18 +111,17 @@ async fn player(run: Arc<Run>, auth: AuthClient, name: String, i: u32, args: Arc
             if run.stop.load(Ordering::Relaxed) {
                 return;
             }
-            run.timed("validate", auth.validate(&tokens.token)).await;
+            timed(&run, "validate", auth.validate(&tokens.token)).await;
             if Instant::now() >= refresh_at {
                 refresh_at = Instant::now() + args.refresh_every;
-                if let Some(next) = run
-                    .timed("refresh", auth.refresh(&tokens.refresh_token))
-                    .await
+                if let Some(next) =
+                    timed(&run, "refresh", auth.refresh(&tokens.refresh_token)).await
                 {
                     tokens = next;
                 }
             }
         }
-        run.timed("logout", auth.revoke(&tokens.token)).await;
+        timed(&run, "logout", auth.revoke(&tokens.token)).await;
     }
 }
 
@@ -195,23 +130,6 @@ struct Lifecycle {
     move_every: Duration,
     refresh_every: Duration,
     session_length: Duration,
-}
-
-fn progress(label: &str, run: &Run, started: Instant, fraction: f64) {
-    let elapsed = started.elapsed().as_secs_f64();
-    let done = run.done.load(Ordering::Relaxed);
-    let filled = ((fraction.clamp(0.0, 1.0) * 24.0).round() as usize).min(24);
-    let rate = if elapsed > 0.0 {
-        done as f64 / elapsed
-    } else {
-        0.0
-    };
-    eprint!(
-        "\r{label}: [{}{}] {done} ops in {elapsed:.0} s, {rate:.0} ops/s   ",
-        "#".repeat(filled),
-        "-".repeat(24 - filled)
-    );
-    let _ = std::io::stderr().flush();
 }
 
 pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
@@ -245,11 +163,7 @@ pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
             .collect();
         let auth_of = |i: u32| refs[(i / PLAYERS_PER_REF) as usize].clone();
         let name = |i: u32| format!("{prefix}-{i:07}");
-        let run = Arc::new(Run {
-            tally: Mutex::new(Tally::default()),
-            done: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-        });
+        let run = Arc::new(Run::default());
         // Registration, bounded concurrency.
         let started = Instant::now();
         let next = Arc::new(AtomicU64::new(0));
@@ -272,8 +186,7 @@ pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
                     }
                     let auth = &refs[(i / PLAYERS_PER_REF) as usize];
                     let name = format!("{prefix}-{i:07}");
-                    if run
-                        .timed("register", auth.register(&name, &password(i)))
+                    if timed(&run, "register", auth.register(&name, &password(i)))
                         .await
                         .is_some()
                     {
@@ -325,56 +238,19 @@ pub fn run(args: AuthLoadArgs) -> Result<(), Failure> {
         tasks.abort_all();
         eprintln!();
         let elapsed = started.elapsed();
-        let tally = std::mem::take(&mut *run.tally.lock().unwrap_or_else(|e| e.into_inner()));
+        let tally = run.take();
         Ok::<_, Failure>((tally, elapsed))
     })?;
-    println!("{}", render(&tally.0, tally.1, &args, &prefix));
+    println!("{}", render_auth(&tally.0, tally.1, &args, &prefix));
     Ok(())
 }
 
-fn ms(d: Option<Duration>) -> String {
-    d.map_or_else(
-        || "-".into(),
-        |d| format!("{:.2}", d.as_secs_f64() * 1000.0),
-    )
-}
-
-fn render(tally: &Tally, elapsed: Duration, args: &AuthLoadArgs, prefix: &str) -> String {
-    let mut out = format!(
-        "geoul load auth: {} players ({prefix}-*), {:.0} s, {} moves/min per player\n",
+fn render_auth(tally: &Tally, elapsed: Duration, args: &AuthLoadArgs, prefix: &str) -> String {
+    let title = format!(
+        "geoul load auth: {} players ({prefix}-*), {:.0} s, {} moves/min per player",
         args.players,
         elapsed.as_secs_f64(),
         args.moves_per_min
     );
-    out.push_str(&format!(
-        "{:<10} {:>10} {:>10} {:>9} {:>9} {:>9}  ERRORS\n",
-        "OP", "OK", "OPS/S", "P50 MS", "P99 MS", "MAX MS"
-    ));
-    for (op, s) in &tally.ops {
-        let secs = if *op == "register" {
-            None
-        } else {
-            Some(elapsed.as_secs_f64())
-        };
-        let rate = secs.map_or_else(
-            || "-".into(),
-            |t| format!("{:.0}", s.hist.count() as f64 / t),
-        );
-        let errors: Vec<String> = s.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
-        out.push_str(&format!(
-            "{:<10} {:>10} {:>10} {:>9} {:>9} {:>9}  {}\n",
-            op,
-            s.hist.count(),
-            rate,
-            ms(s.hist.percentile(50.0)),
-            ms(s.hist.percentile(99.0)),
-            ms(s.hist.max()),
-            if errors.is_empty() {
-                "-".into()
-            } else {
-                errors.join(" ")
-            }
-        ));
-    }
-    out.trim_end().to_string()
+    render(&title, tally, elapsed, &["register"])
 }

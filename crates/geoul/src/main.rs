@@ -10,7 +10,9 @@ mod cli;
 mod cluster_client;
 mod dir_cmd;
 mod kv_cmd;
+mod load;
 mod load_auth;
+mod load_dir;
 mod local_cluster;
 mod logging;
 mod node_cmd;
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         cli::Command::Dir(args) => dir_cmd::run(args),
         cli::Command::Load(args) => match args.command {
             cli::LoadCommand::Auth(a) => load_auth::run(a),
+            cli::LoadCommand::Dir(a) => load_dir::run(a),
         },
     };
     match result {
