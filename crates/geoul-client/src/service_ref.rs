@@ -327,6 +327,51 @@ impl ServiceRef {
         }
     }
 
+    /// A call to the service on one named node, without failover: for a
+    /// conversation with state on that node (a watch's polls). Any failure —
+    /// the node gone, not hosting the service, refusing — is an error; the
+    /// caller starts over elsewhere.
+    pub async fn call_on<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let payload = postcard::to_stdvec(request).map_err(|e| CallError::Codec(e.to_string()))?;
+        let call = Call {
+            service: self.name.to_string(),
+            key: None,
+            payload,
+            timeout_ms: u32::try_from(timeout.as_millis())
+                .unwrap_or(u32::MAX)
+                .clamp(1, CALL_TIMEOUT_MAX_MS),
+            idempotency_key: None,
+            session: Default::default(),
+            json: false,
+        };
+        call.validate().map_err(CallError::BadRequest)?;
+        let routes = self.backend.routes();
+        let target = routes
+            .order(&self.name, None, &mut rand::rng())
+            .ok()
+            .and_then(|targets| targets.into_iter().find(|t| &*t.name == node))
+            .ok_or_else(|| CallError::NoLiveReplica {
+                service: self.name.to_string(),
+                detail: format!("{node} is not a live host of {}", self.name),
+            })?;
+        let reply = match self.attempt(&target, &call, timeout).await {
+            Attempt::Done(r) => r?,
+            Attempt::Next(why) => {
+                return Err(CallError::NoLiveReplica {
+                    service: self.name.to_string(),
+                    detail: why,
+                })
+            }
+            Attempt::Maybe(why) => return Err(CallError::Indeterminate(why)),
+        };
+        postcard::from_bytes(&reply).map_err(|e| CallError::Codec(e.to_string()))
+    }
+
     async fn attempt(&self, target: &Target, call: &Call, left: Duration) -> Attempt {
         let bytes = match encode_call(call) {
             Ok(b) => b,

@@ -19,6 +19,7 @@ use geoul_client::{CallError, CallOptions, ServiceRef};
 use serde::{Deserialize, Serialize};
 
 use crate::instance::{Instance, InstanceSpec, InstanceUpdate};
+pub use crate::watch::{LeaveReason, WatchEvent};
 
 /// The service's name.
 pub const DIR: &str = "instance-directory";
@@ -71,6 +72,23 @@ pub enum DirRequest {
         /// Seats to take (1 or more).
         slots: u32,
     },
+    /// Starts a watch of a filter on the node that gets it: a snapshot of the
+    /// matching instances now, then events through `watch_poll` on that node
+    /// (use [`DirClient::watch`]).
+    Watch {
+        /// A filter (no `order by` or `limit`); empty: every instance.
+        query: String,
+    },
+    /// The events of a watch from sequence `after` on, waiting up to
+    /// `wait_ms` for some; `resync` when the watch is gone or fell behind.
+    WatchPoll {
+        /// The watch.
+        watch: u64,
+        /// The first sequence number not yet received.
+        after: u64,
+        /// Longest wait for an event, ms.
+        wait_ms: u32,
+    },
     /// Live instances matching a query, in its order, one page.
     Search {
         /// `[FILTER] [order by F [asc|desc], …] [limit N]`.
@@ -114,6 +132,22 @@ pub enum DirResponse {
     Instance(Instance),
     /// A page of search results.
     Found(SearchPage),
+    /// A watch started on `node`.
+    Watching {
+        /// Its id (poll it on `node`).
+        watch: u64,
+        /// The node that serves it.
+        node: String,
+        /// The instances matching now.
+        snapshot: Vec<Instance>,
+    },
+    /// A watch's events, in order; poll again from `next`.
+    Events {
+        /// The events.
+        events: Vec<WatchEvent>,
+        /// The sequence number to poll from next.
+        next: u64,
+    },
     /// Seats taken: the instance now counts `players` of `max_players`.
     Reserved {
         /// The instance id.
@@ -141,6 +175,10 @@ pub enum DirDenied {
     /// The directory is at its `max_entries`.
     #[error("{0}")]
     Full(String),
+    /// A watch must start over with a fresh snapshot (its node restarted,
+    /// or it fell behind); [`Watch`] does it by itself.
+    #[error("watch must resync: {0}")]
+    Resync(String),
     /// Not enough free seats for a reservation.
     #[error("instance {id:?} has {free} free seat(s), asked for {asked}")]
     NoRoom {
@@ -161,6 +199,7 @@ impl DirDenied {
             Self::BadInput(_) => "bad_input",
             Self::Full(_) => "full",
             Self::NoRoom { .. } => "no_room",
+            Self::Resync(_) => "resync",
         }
     }
 }
@@ -189,7 +228,7 @@ impl DirRequest {
             | Self::Remove { id }
             | Self::Get { id }
             | Self::Reserve { id, .. } => Some(id.as_bytes()),
-            Self::Search { .. } => None,
+            Self::Search { .. } | Self::Watch { .. } | Self::WatchPoll { .. } => None,
         }
     }
 
@@ -207,6 +246,8 @@ fn unexpected(r: &DirResponse) -> DirError {
         DirResponse::Instance(_) => "instance",
         DirResponse::Found(_) => "found",
         DirResponse::Reserved { .. } => "reserved",
+        DirResponse::Watching { .. } => "watching",
+        DirResponse::Events { .. } => "events",
         DirResponse::Denied(_) => "denied",
     })
 }
@@ -330,6 +371,110 @@ impl DirClient {
         match self.request(&request).await? {
             DirResponse::Found(page) => Ok(page),
             other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// What a [`Watch`] yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchUpdate {
+    /// The instances matching when the watch started.
+    Snapshot(Vec<Instance>),
+    /// A change of the result.
+    Event(WatchEvent),
+    /// The watch started over (its node died, or it fell behind): forget
+    /// what you had; these are the instances matching now.
+    Resync {
+        /// Why.
+        reason: String,
+        /// The instances matching now.
+        snapshot: Vec<Instance>,
+    },
+}
+
+/// A subscription to a filter: entries entering, changing and leaving its
+/// result, in order per instance, with a resync (never silence) when its
+/// node dies or it falls behind.
+pub struct Watch {
+    dir: DirClient,
+    query: String,
+    watch: u64,
+    node: String,
+    next: u64,
+    pending: std::collections::VecDeque<WatchUpdate>,
+}
+
+/// How long one poll waits for events.
+const WATCH_POLL_WAIT: Duration = Duration::from_secs(5);
+
+impl DirClient {
+    async fn start_watch(&self, query: &str) -> Result<(u64, String, Vec<Instance>), DirError> {
+        let request = DirRequest::Watch {
+            query: query.into(),
+        };
+        match self.request(&request).await? {
+            DirResponse::Watching {
+                watch,
+                node,
+                snapshot,
+            } => Ok((watch, node, snapshot)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Watches `query` (a filter): the first update is the snapshot.
+    pub async fn watch(&self, query: &str) -> Result<Watch, DirError> {
+        let (watch, node, snapshot) = self.start_watch(query).await?;
+        Ok(Watch {
+            dir: self.clone(),
+            query: query.into(),
+            watch,
+            node,
+            next: 0,
+            pending: [WatchUpdate::Snapshot(snapshot)].into(),
+        })
+    }
+}
+
+impl Watch {
+    /// The node serving the watch now.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The next update (waits for one).
+    pub async fn next(&mut self) -> Result<WatchUpdate, DirError> {
+        loop {
+            if let Some(u) = self.pending.pop_front() {
+                return Ok(u);
+            }
+            let poll = DirRequest::WatchPoll {
+                watch: self.watch,
+                after: self.next,
+                wait_ms: u32::try_from(WATCH_POLL_WAIT.as_millis()).unwrap_or(u32::MAX),
+            };
+            let answer: Result<DirResponse, geoul_client::CallError> = self
+                .dir
+                .service
+                .call_on(&self.node, &poll, WATCH_POLL_WAIT + Duration::from_secs(2))
+                .await;
+            let reason = match answer {
+                Ok(DirResponse::Events { events, next }) => {
+                    self.next = next;
+                    self.pending
+                        .extend(events.into_iter().map(WatchUpdate::Event));
+                    continue;
+                }
+                Ok(DirResponse::Denied(DirDenied::Resync(why))) => why,
+                Ok(other) => return Err(unexpected(&other)),
+                Err(e) => format!("{} is unreachable: {e}", self.node),
+            };
+            // Start over, on whichever node takes it.
+            let (watch, node, snapshot) = self.dir.start_watch(&self.query).await?;
+            self.watch = watch;
+            self.node = node;
+            self.next = 0;
+            return Ok(WatchUpdate::Resync { reason, snapshot });
         }
     }
 }

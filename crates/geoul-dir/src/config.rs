@@ -53,6 +53,9 @@ pub struct DirConfig {
     /// period this bounds how long a cut-off node can show a removed
     /// instance: this window plus one period.
     pub local_read_window_ms: u64,
+    /// Most watches one node serves (each holds a long poll and a buffer
+    /// of up to 1024 events).
+    pub watchers_max: usize,
 }
 
 impl Default for DirConfig {
@@ -69,6 +72,7 @@ impl Default for DirConfig {
             ttl_max_s: TTL_MAX_S,
             search_limit_max: 1000,
             local_read_window_ms: 3000,
+            watchers_max: 256,
         }
     }
 }
@@ -141,6 +145,9 @@ impl DirConfig {
         }
         if !(100..=600_000).contains(&self.local_read_window_ms) {
             return field("local_read_window_ms", "must be 100-600000".into());
+        }
+        if !(1..=100_000).contains(&self.watchers_max) {
+            return field("watchers_max", "must be 1-100000".into());
         }
         if let Err(e) = self.table().validate() {
             return field("indexes", e.to_string());

@@ -10,7 +10,8 @@
 //! Modules: `api` (requests, answers, the typed client), `service` (what
 //! each request does), `instance` (the entry's fields, bounds and
 //! document), `tag` (typed tag values), `search` (queries checked against the fields), `seats` (exact
-//! reservations on the service's consensus group), `config`,
+//! reservations on the service's consensus group), `watch` (subscriptions
+//! to a filter, fed by the node's change feed), `config`,
 //! `metrics`.
 
 pub mod api;
@@ -21,8 +22,11 @@ pub mod search;
 pub mod seats;
 pub mod service;
 pub mod tag;
+pub mod watch;
 
-pub use api::{DirClient, DirDenied, DirError, DirRequest, DirResponse, SearchPage, DIR};
+pub use api::{
+    DirClient, DirDenied, DirError, DirRequest, DirResponse, SearchPage, Watch, WatchUpdate, DIR,
+};
 pub use config::{DirConfig, INSTANCES};
 pub use instance::{Instance, InstanceSpec, InstanceState, InstanceUpdate, TagValue};
 pub use service::DirService;

@@ -164,7 +164,7 @@ pub fn parse_search(text: &str, after: Option<&str>, limit_max: u32) -> Result<Q
 
 /// Whether the text names a limit (the grammar's default is for general
 /// queries; a search defaults to a screenful).
-fn has_limit(text: &str) -> bool {
+pub fn has_limit(text: &str) -> bool {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '`'))
         .any(|w| w.eq_ignore_ascii_case("limit"))
 }

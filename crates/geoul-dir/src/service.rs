@@ -32,6 +32,7 @@ use crate::seats::SEATS;
 pub struct DirService {
     config: DirConfig,
     metrics: DirMetrics,
+    watchers: std::sync::Arc<crate::watch::Watchers>,
 }
 
 impl DirService {
@@ -41,6 +42,7 @@ impl DirService {
             .validate()
             .map_err(|(f, why)| format!("{f}: {why}"))?;
         Ok(Self {
+            watchers: std::sync::Arc::new(crate::watch::Watchers::new(config.watchers_max)),
             config,
             metrics: DirMetrics::default(),
         })
@@ -61,6 +63,8 @@ fn op_name(r: &DirRequest) -> &'static str {
         DirRequest::Get { .. } => "get",
         DirRequest::Search { .. } => "search",
         DirRequest::Reserve { .. } => "reserve",
+        DirRequest::Watch { .. } => "watch",
+        DirRequest::WatchPoll { .. } => "watch_poll",
     }
 }
 
@@ -138,6 +142,15 @@ impl Service for DirService {
             DirRequest::Remove { id } => self.remove(&ctx, &id).await,
             DirRequest::Get { id } => self.get(&ctx, &id).await,
             DirRequest::Reserve { id, slots } => self.reserve(&ctx, &id, slots).await,
+            DirRequest::Watch { query } => self.watch(&ctx, &query).await,
+            DirRequest::WatchPoll {
+                watch,
+                after,
+                wait_ms,
+            } => {
+                let wait = Duration::from_millis(u64::from(wait_ms));
+                crate::watch::poll(&self.watchers, &ctx, watch, after, wait).await
+            }
             DirRequest::Search { query, after } => {
                 self.search(&ctx, &query, after.as_deref()).await
             }
@@ -321,6 +334,29 @@ impl DirService {
             Some((_, instance)) => Ok(DirResponse::Instance(instance)),
             None => Ok(DirResponse::Denied(DirDenied::NotFound(id.to_string()))),
         }
+    }
+
+    async fn watch(&self, ctx: &Context, text: &str) -> Result<DirResponse, HandlerError> {
+        if self.config.copies.is_some() {
+            deny!(bad(
+                "watch needs every directory node to hold every entry (leave [dir] copies unset)"
+            ));
+        }
+        let query = match parse_search(text, None, self.config.search_limit_max) {
+            Ok(q) => q,
+            Err(e) => deny!(bad(e)),
+        };
+        if !query.order.is_empty() || crate::search::has_limit(text) {
+            deny!(bad("a watch takes a filter only (no order by, no limit)"));
+        }
+        if !self.in_touch(ctx) {
+            return Err(HandlerError::NotReady(
+                "this node has not heard from a majority of directory nodes lately; \
+                 it does not start watches"
+                    .into(),
+            ));
+        }
+        crate::watch::start(&self.watchers, ctx, query.filter).await
     }
 
     async fn search(

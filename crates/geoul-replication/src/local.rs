@@ -62,7 +62,12 @@ pub struct TableHandle {
     spec: TableSpec,
     table: Mutex<Table>,
     sync: SlotStates,
+    changes: tokio::sync::broadcast::Sender<Arc<Change>>,
 }
+
+/// Changes buffered per table for subscribers that have not read them yet;
+/// one that falls further behind is told it lagged (and must resync).
+pub const CHANGE_FEED_CAPACITY: usize = 4096;
 
 impl TableHandle {
     /// The service that declared it.
@@ -78,6 +83,15 @@ impl TableHandle {
     /// The sync state of each slot on this node.
     pub fn sync(&self) -> &SlotStates {
         &self.sync
+    }
+
+    /// Every change this node applies to the table from now on (its own
+    /// writes, replication, sync and repair; not expiry sweeps), in apply
+    /// order, each a newer version or a later expiry of its key than the
+    /// one before. Bounded: a receiver that falls [`CHANGE_FEED_CAPACITY`]
+    /// changes behind gets `Lagged`.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
     }
 
     /// Locks the table. Held for microseconds (one apply or one read).
@@ -218,6 +232,7 @@ impl LocalStore {
             spec: spec.clone(),
             table: Mutex::new(table),
             sync: SlotStates::default(),
+            changes: tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY).0,
         });
         self.tables
             .write()
@@ -264,12 +279,17 @@ impl LocalStore {
     pub fn apply_changes(&self, items: Vec<(String, Change)>) -> Vec<Result<Applied, String>> {
         let mut results = Vec::with_capacity(items.len());
         let mut to_persist: Vec<(String, Entry)> = Vec::new();
+        // (result index, table, change) for subscribers, sent once persisted.
+        let mut to_emit: Vec<(usize, Arc<TableHandle>, Change)> = Vec::new();
         let horizon = self.gc_horizon_ms();
         for (table_name, change) in items {
             let Some(handle) = self.table(&table_name) else {
                 results.push(Err(format!("unknown table {table_name:?}")));
                 continue;
             };
+            // Cloned only while someone watches the table.
+            let emit = (handle.changes.receiver_count() > 0)
+                .then(|| (results.len(), handle.clone(), change.clone()));
             if let Err(e) = self.hlc.observe(change.version().ts) {
                 results.push(Err(format!("refused: {e}")));
                 continue;
@@ -287,6 +307,9 @@ impl LocalStore {
                     if durable && applied.changed() {
                         to_persist.push((table_name, entry));
                     }
+                    if applied.changed() {
+                        to_emit.extend(emit);
+                    }
                     results.push(Ok(applied));
                 }
                 Change::Touch(touch) => {
@@ -297,6 +320,9 @@ impl LocalStore {
                                 if let Some(entry) = table.get_entry(&touch.key) {
                                     to_persist.push((table_name, entry));
                                 }
+                            }
+                            if applied.changed() {
+                                to_emit.extend(emit);
                             }
                             results.push(Ok(applied));
                         }
@@ -313,6 +339,12 @@ impl LocalStore {
                 if r.as_ref().is_ok_and(|a| a.changed()) {
                     *r = Err(format!("durable storage failed: {e}"));
                 }
+            }
+        }
+        for (i, handle, change) in to_emit {
+            if results.get(i).is_some_and(Result::is_ok) {
+                // No receiver left is fine: nobody watches any more.
+                let _ = handle.changes.send(Arc::new(change));
             }
         }
         results

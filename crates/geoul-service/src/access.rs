@@ -109,6 +109,13 @@ impl<L: ReplicaLink> StoreAccess for ReplicatorAccess<L> {
         })
     }
 
+    fn subscribe(
+        &self,
+        table: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<Arc<geoul_store::Change>>> {
+        self.0.store().table(table).map(|h| h.subscribe())
+    }
+
     fn observe(&self, ts: u64) {
         if ts == 0 {
             return;

@@ -122,6 +122,12 @@ pub trait StoreAccess: Send + Sync + 'static {
         limit: u32,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<(Vec<Entry>, bool), StoreError>>;
+    /// The changes this node applies to `table` from now on (`None`: no
+    /// such table here).
+    fn subscribe(
+        &self,
+        table: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<geoul_store::Change>>>;
     /// A distributed query.
     fn query(
         &self,
@@ -361,6 +367,20 @@ impl Context {
             .store
             .query(query.clone(), self.remaining())
             .await
+    }
+
+    /// The changes this node applies to one of this service's tables from
+    /// now on (see [`ChangeFeed`](crate::ChangeFeed)).
+    pub fn changes(&self, table: &str) -> Result<crate::ChangeFeed, StoreError> {
+        if !self.shared.tables.iter().any(|t| t == table) {
+            return Err(StoreError::UnknownTable(table.to_string()));
+        }
+        let rx = self
+            .shared
+            .store
+            .subscribe(table)
+            .ok_or_else(|| StoreError::UnknownTable(table.to_string()))?;
+        Ok(crate::ChangeFeed::new(rx, self.shared.store.clone()))
     }
 
     /// Runs a conditional operation on one of this service's consensus

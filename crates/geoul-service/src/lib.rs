@@ -10,7 +10,9 @@
 //! * `idempotency` — the per-service dedup table;
 //! * `access` — [`StoreAccess`] over a node's replicator;
 //! * `conditional` — create-if-absent, compare-and-set and take on a
-//!   consensus group ([`Context::conditional`]).
+//!   consensus group ([`Context::conditional`]);
+//! * `feed` — [`ChangeFeed`]: the changes a node applies to a table
+//!   ([`Context::changes`]), for per-node state such as subscriptions.
 //!
 //! Handlers never replicate: they produce writes; the framework versions,
 //! applies and ships them (results, not requests).
@@ -18,6 +20,7 @@
 pub mod access;
 pub mod conditional;
 pub mod context;
+pub mod feed;
 pub mod host;
 pub mod idempotency;
 pub mod metrics;
@@ -30,6 +33,7 @@ pub use context::{
     Caller, Context, PutOptions, Record, Scanned, StoreAccess, StoreError, TouchOp, WriteOp,
     Written,
 };
+pub use feed::{ChangeFeed, FeedEvent};
 pub use geoul_client::{CallError, CallOptions, ServiceRef};
 pub use geoul_replication::ReadLevel;
 pub use host::{table_specs, HostError, ServiceHost};

@@ -17,7 +17,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use geoul_dir::instance::{Instance, InstanceSpec, InstanceState, InstanceUpdate, TagValue};
 use geoul_dir::search::{parse_search, SearchError};
-use geoul_dir::{DirClient, DirError, SearchPage, DIR};
+use geoul_dir::watch::WatchEvent;
+use geoul_dir::{DirClient, DirError, SearchPage, WatchUpdate, DIR};
 use serde_json::json;
 
 use crate::cli::ClusterArgs;
@@ -132,6 +133,15 @@ pub enum DirCommand {
     Get {
         /// Instance id.
         id: String,
+    },
+    /// Watch a filter: the matching instances, then every instance entering,
+    /// changing and leaving, as it happens (Ctrl-C stops).
+    Watch {
+        /// A filter (no order by, no limit); empty: every instance.
+        query: String,
+        /// Stop after this many updates (the snapshot counts as one).
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Search live instances: '[FILTER] [order by F [asc|desc], …] [limit N]'.
     Search {
@@ -263,7 +273,9 @@ pub fn run(args: DirArgs) -> Result<(), Failure> {
         let dir = DirClient::new(client.service(DIR)).with_timeout(args.timeout);
         execute(&dir, &args.command, args.json).await
     })?;
-    println!("{text}");
+    if !text.is_empty() {
+        println!("{text}");
+    }
     Ok(())
 }
 
@@ -326,6 +338,7 @@ async fn execute(dir: &DirClient, command: &DirCommand, json: bool) -> Result<St
                 Ok(instance_text(&instance))
             }
         }
+        DirCommand::Watch { query, count } => watch(dir, query, *count, json).await,
         DirCommand::Search { query, after } => {
             let page = dir
                 .search(query, after.as_deref())
@@ -342,6 +355,77 @@ async fn execute(dir: &DirClient, command: &DirCommand, json: bool) -> Result<St
             }
         }
     }
+}
+
+/// Prints each update as it comes, one line each (JSON lines with --json).
+async fn watch(
+    dir: &DirClient,
+    query: &str,
+    count: Option<u64>,
+    json: bool,
+) -> Result<String, Failure> {
+    let mut watch = dir.watch(query).await.map_err(runtime_err)?;
+    let mut seen = 0u64;
+    while count.is_none_or(|c| seen < c) {
+        let update = watch.next().await.map_err(runtime_err)?;
+        seen += 1;
+        let line = if json {
+            let v = match &update {
+                WatchUpdate::Snapshot(s) => json!({ "snapshot": s, "node": watch.node() }),
+                WatchUpdate::Event(e) => json!({ "event": e }),
+                WatchUpdate::Resync { reason, snapshot } => {
+                    json!({ "resync": reason, "snapshot": snapshot, "node": watch.node() })
+                }
+            };
+            to_json(&v)?
+        } else {
+            match &update {
+                WatchUpdate::Snapshot(s) => format!(
+                    "snapshot from {}: {} instance(s) {}",
+                    watch.node(),
+                    s.len(),
+                    ids(s)
+                ),
+                WatchUpdate::Event(WatchEvent::Enter(i)) => format!("enter  {}", line(i)),
+                WatchUpdate::Event(WatchEvent::Change(i)) => format!("change {}", line(i)),
+                WatchUpdate::Event(WatchEvent::Leave { id, reason }) => {
+                    format!("leave  {id} ({reason:?})")
+                }
+                WatchUpdate::Resync { reason, snapshot } => format!(
+                    "RESYNC ({reason}); snapshot from {}: {} instance(s) {}",
+                    watch.node(),
+                    snapshot.len(),
+                    ids(snapshot)
+                ),
+            }
+        };
+        println!("{line}");
+    }
+    Ok(String::new())
+}
+
+fn ids(instances: &[Instance]) -> String {
+    let shown: Vec<&str> = instances.iter().take(20).map(|i| i.id.as_str()).collect();
+    let more = instances.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} …and {more} more", shown.join(" "))
+    } else {
+        shown.join(" ")
+    }
+}
+
+fn line(i: &Instance) -> String {
+    format!(
+        "{} {} {} {} {} {}/{} spect {}",
+        i.id,
+        i.addr,
+        i.mode,
+        i.region,
+        i.state.as_str(),
+        i.players,
+        i.max_players,
+        i.spectators
+    )
 }
 
 fn tag_text(v: &TagValue) -> String {

@@ -805,3 +805,180 @@ fn two_hundred_racing_reserves_fill_fifty_free_seats_exactly() {
         "every node shows the instance full"
     );
 }
+
+/// What a watcher holds: id → (players, state) of each matching instance.
+type Seen = BTreeMap<String, (u32, InstanceState)>;
+
+#[test]
+fn a_watcher_sees_every_change_in_order_and_a_resync_when_its_node_dies() {
+    use geoul_client::{Client, ClientOptions};
+    use geoul_dir::watch::{LeaveReason, WatchEvent};
+    use geoul_dir::{DirClient, WatchUpdate};
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start(dir.path(), None);
+    let secret = cluster_secret(&cluster);
+    let rt = runtime();
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.cluster).collect();
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let (watch_node, resynced) = rt.block_on(async {
+        let client = Client::connect(&addrs, &secret, ClientOptions::default())
+            .await
+            .expect("client");
+        let dir = DirClient::new(client.service(DIR)).with_timeout(TIMEOUT);
+        // Some instances before the watch: the snapshot holds the matching ones.
+        let mut before = spec(0);
+        before.mode = "watched".into();
+        let write_node = |watcher: &str| {
+            let i = names
+                .iter()
+                .position(|n| n != watcher)
+                .expect("another node");
+            (names[i].clone(), addrs[i])
+        };
+        let mut watch = dir
+            .watch("mode = \"watched\" and players < 8")
+            .await
+            .expect("watch");
+        let watcher = watch.node().to_string();
+        let (writer, writer_addr) = write_node(&watcher);
+        let c = connect(writer_addr, &secret).await;
+        let Ok(WatchUpdate::Snapshot(snapshot)) = watch.next().await else {
+            panic!("the first update is the snapshot")
+        };
+        assert!(snapshot.is_empty());
+        // Through another node: 20 creates, 3 updates each (players 1..=3,
+        // then 9 — leaving the filter — for a quarter), removals, a
+        // non-matching instance.
+        let mut expected: Vec<(String, Vec<String>)> = Vec::new();
+        for i in 0..20usize {
+            let id = format!("w-{i:02}");
+            let mut s = spec(i);
+            s.mode = "watched".into();
+            s.players = 0;
+            s.max_players = 10;
+            let r = DirRequest::Register {
+                id: id.clone(),
+                instance: s,
+                ttl_ms: Some(TTL_MS),
+            };
+            assert!(matches!(
+                call_retrying(&c, &r).await,
+                DirResponse::Live { .. }
+            ));
+            let mut trail = vec!["enter 0".to_string()];
+            for p in 1..=3u32 {
+                let r = DirRequest::Update {
+                    id: id.clone(),
+                    changes: geoul_dir::InstanceUpdate {
+                        players: Some(p),
+                        ..Default::default()
+                    },
+                };
+                assert!(matches!(
+                    call_retrying(&c, &r).await,
+                    DirResponse::Live { .. }
+                ));
+                trail.push(format!("change {p}"));
+            }
+            if i % 4 == 0 {
+                let r = DirRequest::Update {
+                    id: id.clone(),
+                    changes: geoul_dir::InstanceUpdate {
+                        players: Some(9),
+                        ..Default::default()
+                    },
+                };
+                assert!(matches!(
+                    call_retrying(&c, &r).await,
+                    DirResponse::Live { .. }
+                ));
+                trail.push("leave NoLongerMatches".into());
+            } else if i % 4 == 1 {
+                let r = DirRequest::Remove { id: id.clone() };
+                assert!(matches!(
+                    call_retrying(&c, &r).await,
+                    DirResponse::Removed { .. }
+                ));
+                trail.push("leave Removed".into());
+            }
+            expected.push((id, trail));
+        }
+        let other = DirRequest::Register {
+            id: "not-watched".into(),
+            instance: spec(1),
+            ttl_ms: Some(TTL_MS),
+        };
+        call_retrying(&c, &other).await;
+        // The watcher's node got all of it through replication: every event,
+        // in version order per instance, nothing else.
+        let total: usize = expected.iter().map(|(_, t)| t.len()).sum();
+        let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut seen: Seen = BTreeMap::new();
+        for _ in 0..total {
+            let update = tokio::time::timeout(WAIT, watch.next())
+                .await
+                .expect("an event within the wait")
+                .expect("event");
+            let WatchUpdate::Event(e) = update else {
+                panic!("unexpected {update:?}")
+            };
+            let (id, what) = match e {
+                WatchEvent::Enter(i) => {
+                    seen.insert(i.id.clone(), (i.players, i.state));
+                    (i.id.clone(), format!("enter {}", i.players))
+                }
+                WatchEvent::Change(i) => {
+                    seen.insert(i.id.clone(), (i.players, i.state));
+                    (i.id.clone(), format!("change {}", i.players))
+                }
+                WatchEvent::Leave { id, reason } => {
+                    seen.remove(&id);
+                    let r = match reason {
+                        LeaveReason::Removed => "Removed",
+                        LeaveReason::Expired => "Expired",
+                        LeaveReason::NoLongerMatches => "NoLongerMatches",
+                    };
+                    (id, format!("leave {r}"))
+                }
+            };
+            got.entry(id).or_default().push(what);
+        }
+        for (id, trail) in &expected {
+            assert_eq!(
+                got.get(id),
+                Some(trail),
+                "events of {id} on {watcher} (written via {writer})"
+            );
+        }
+        assert!(!got.contains_key("not-watched"));
+        assert_eq!(seen.len(), 10, "half the instances still match");
+        // The watcher's node dies: the next update is a resync from another
+        // node with the same 10 instances, not silence.
+        (watcher, {
+            let i = names.iter().position(|n| *n == watch.node()).expect("node");
+            (i, watch)
+        })
+    });
+    let (index, mut watch) = resynced;
+    cluster.nodes[index].kill9();
+    rt.block_on(async {
+        let update = tokio::time::timeout(WAIT, watch.next())
+            .await
+            .expect("a resync within the wait, not silence")
+            .expect("resync");
+        let WatchUpdate::Resync { reason, snapshot } = update else {
+            panic!("expected a resync, got {update:?}")
+        };
+        assert!(!reason.is_empty());
+        assert_ne!(watch.node(), watch_node, "resumed on another node");
+        let mut ids: Vec<String> = snapshot.into_iter().map(|i| i.id).collect();
+        ids.sort();
+        let want: Vec<String> = (0..20)
+            .filter(|i| i % 4 >= 2)
+            .map(|i| format!("w-{i:02}"))
+            .collect();
+        assert_eq!(ids, want, "the resync snapshot is the live result");
+    });
+}
