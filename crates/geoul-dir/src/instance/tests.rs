@@ -48,9 +48,12 @@ fn a_valid_spec_round_trips_through_its_document() {
     assert!(back.seats);
 }
 
+/// Breaks one rule of a valid spec.
+type Breaker = Box<dyn Fn(&mut InstanceSpec)>;
+
 #[test]
 fn every_rule_names_its_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut InstanceSpec)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         ("addr", Box::new(|s| s.addr = "no-port".into())),
         ("addr", Box::new(|s| s.addr = "host:0".into())),
         ("addr", Box::new(|s| s.addr = "host:99999".into())),
