@@ -17,7 +17,7 @@
 //!   documents where `x` is missing or a number (unlike `x != "a"`);
 //! * `and`/`or` as usual (every operand / some operand).
 
-use geoul_store::{compare_values, Document, Value};
+use geoul_store::{compare_values, Document, EncodedDoc, Value};
 
 use crate::ast::{CmpOp, Expr};
 
@@ -53,6 +53,26 @@ impl Expr {
             Expr::And(items) => items.iter().all(|e| e.matches(doc)),
             Expr::Or(items) => items.iter().any(|e| e.matches(doc)),
             Expr::Not(inner) => !inner.matches(doc),
+        }
+    }
+
+    /// [`Expr::matches`] on a stored document without decoding it: each
+    /// predicate reads only its field (executors test many candidates and
+    /// keep few). A field that does not decode counts as missing.
+    pub fn matches_encoded(&self, doc: &EncodedDoc) -> bool {
+        let get = |field: &str| doc.field(field).ok().flatten();
+        match self {
+            Expr::Cmp { field, op, value } => {
+                get(field).is_some_and(|v| compare_holds(&v, *op, value))
+            }
+            Expr::In { field, values } => get(field).is_some_and(|v| {
+                values
+                    .iter()
+                    .any(|literal| compare_holds(&v, CmpOp::Eq, literal))
+            }),
+            Expr::And(items) => items.iter().all(|e| e.matches_encoded(doc)),
+            Expr::Or(items) => items.iter().any(|e| e.matches_encoded(doc)),
+            Expr::Not(inner) => !inner.matches_encoded(doc),
         }
     }
 }
@@ -150,6 +170,23 @@ mod properties {
             prop_assert_eq!(holds(CmpOp::Ge), gt || eq);
             let listed = Expr::In { field: field.clone(), values: vec![literal.clone()] };
             prop_assert_eq!(listed.matches(&doc), eq);
+        }
+    }
+
+    proptest::proptest! {
+        /// The executors' encoded evaluation means what `matches` means.
+        #[test]
+        fn encoded_evaluation_agrees_with_decoded(
+            e in crate::testgen::expr_with(crate::testgen::narrow_field(), crate::testgen::narrow_value()),
+            d in crate::testgen::narrow_doc(),
+        ) {
+            let encoded = d.encode().expect("encodes");
+            proptest::prop_assert_eq!(e.matches_encoded(&encoded), e.matches(&d));
+            let order = vec![crate::ast::OrderKey::asc("a"), crate::ast::OrderKey::desc("b")];
+            proptest::prop_assert_eq!(
+                crate::order::SortKey::from_encoded(&order, &encoded, b"k"),
+                crate::order::SortKey::new(&order, &d, b"k")
+            );
         }
     }
 }

@@ -51,6 +51,18 @@ impl SortKey {
         }
     }
 
+    /// [`SortKey::new`] from a stored document, reading only the order
+    /// fields.
+    pub fn from_encoded(order: &[OrderKey], doc: &geoul_store::EncodedDoc, key: &[u8]) -> Self {
+        Self {
+            values: order
+                .iter()
+                .map(|k| doc.field(&k.field).ok().flatten())
+                .collect(),
+            key: key.to_vec(),
+        }
+    }
+
     /// A cursor that resumes right after this row.
     pub fn to_cursor(&self) -> Cursor {
         Cursor {

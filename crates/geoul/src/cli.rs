@@ -217,6 +217,10 @@ pub enum BenchCommand {
     /// Distributed query latency: a local 5-node cluster loaded with indexed
     /// game-instance documents, then equality, range, search and top-k queries.
     Query(QueryBenchArgs),
+    /// Instance directory of a running cluster: load live instances, then
+    /// closed-loop renewals, updates and spectator searches
+    /// (`scripts/bench-dir.sh` starts the cluster and PostgreSQL beside it).
+    Dir(crate::bench::dir::DirBenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -23,7 +23,7 @@ use std::ops::Bound;
 
 use geoul_placement::slot_of;
 use geoul_query::{hints, Cursor, Expr, Hint, OrderKey, Query, SortKey, TopK};
-use geoul_store::{Entry, Key, Table, Value};
+use geoul_store::{compare_values, Entry, Key, Table, Value};
 
 use super::{QueryError, QueryPage, SlotSet};
 use crate::local::TableHandle;
@@ -96,11 +96,15 @@ impl Run<'_> {
         }
         self.examined += 1;
         let visible = table.get(key, self.now_ms)?;
-        let doc = visible.value.decode().ok()?;
-        if self.filter.is_some_and(|f| !f.matches(&doc)) {
+        // Only the filter's and the order's fields are read: most candidates
+        // are rejected, and decoding whole documents dominated searches.
+        if self
+            .filter
+            .is_some_and(|f| !f.matches_encoded(visible.value))
+        {
             return None;
         }
-        let sort = SortKey::new(self.order, &doc, key);
+        let sort = SortKey::from_encoded(self.order, visible.value, key);
         // Rows on earlier pages are not matches of this one (the order plan
         // counts matches to know when it may stop).
         if self.after.is_some_and(|c| !c.admits(self.order, &sort)) {
@@ -162,7 +166,7 @@ pub fn local_query(
     for plan in plans {
         run.top = TopK::new(&query.order, limit, query.after.as_ref())?;
         used = plan.clone();
-        if execute(handle, &mut run, &plan, limit, query.after.as_ref()) {
+        if execute(handle, &mut run, &plan, &hints, limit, query.after.as_ref()) {
             break;
         }
     }
@@ -267,6 +271,7 @@ fn execute(
     handle: &TableHandle,
     run: &mut Run<'_>,
     plan: &Plan,
+    hints: &[Hint],
     limit: usize,
     after: Option<&Cursor>,
 ) -> bool {
@@ -309,7 +314,10 @@ fn execute(
             }
             true
         }
-        Plan::Order(first) => order_walk(handle, run, first, limit, after),
+        Plan::Order(first) => {
+            let bounds = hint_bounds(hints, &first.field);
+            order_walk(handle, run, first, bounds, limit, after)
+        }
         Plan::Scan => {
             scan(handle, run, |_, _| true);
             true
@@ -334,10 +342,54 @@ fn scan(handle: &TableHandle, run: &mut Run<'_>, keep: impl Fn(&Table, &[u8]) ->
     }
 }
 
+/// The bounds the filter puts on `field`, if it puts any: then every
+/// matching row holds the field within them.
+fn hint_bounds(hints: &[Hint], field: &str) -> Option<(Bound<Value>, Bound<Value>)> {
+    hints.iter().find_map(|h| match h {
+        Hint::Range {
+            field: f,
+            lower,
+            upper,
+        } if f == field => Some((lower.clone(), upper.clone())),
+        Hint::Eq { field: f, values } if f == field => {
+            let min = values.iter().min_by(|a, b| compare_values(a, b))?;
+            let max = values.iter().max_by(|a, b| compare_values(a, b))?;
+            Some((Bound::Included(min.clone()), Bound::Included(max.clone())))
+        }
+        _ => None,
+    })
+}
+
+/// The stricter of two lower (`upper = false`) or upper bounds.
+fn stricter<'a>(a: Bound<&'a Value>, b: Bound<&'a Value>, upper: bool) -> Bound<&'a Value> {
+    let value = |x: &Bound<&'a Value>| match x {
+        Bound::Included(v) | Bound::Excluded(v) => Some(*v),
+        Bound::Unbounded => None,
+    };
+    match (value(&a), value(&b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) => match compare_values(x, y) {
+            std::cmp::Ordering::Equal => {
+                if matches!(a, Bound::Excluded(_)) {
+                    a
+                } else {
+                    b
+                }
+            }
+            std::cmp::Ordering::Less if upper => a,
+            std::cmp::Ordering::Less => b,
+            std::cmp::Ordering::Greater if upper => b,
+            std::cmp::Ordering::Greater => a,
+        },
+    }
+}
+
 fn order_walk(
     handle: &TableHandle,
     run: &mut Run<'_>,
     first: &OrderKey,
+    bounds: Option<(Bound<Value>, Bound<Value>)>,
     limit: usize,
     after: Option<&Cursor>,
 ) -> bool {
@@ -349,11 +401,17 @@ fn order_walk(
         Some(Some(v)) => Some(Bound::Included(v)),
         None => Some(Bound::Unbounded),
     };
+    let (hint_lower, hint_upper) = match &bounds {
+        Some((l, u)) => (bound(l), bound(u)),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    };
     if let Some(start) = start {
+        // Within what the filter allows of the field: a range on the order
+        // field is walked from its edge, not from the index's end.
         let (lower, upper) = if first.descending {
-            (Bound::Unbounded, bound(&start))
+            (hint_lower, stricter(hint_upper, bound(&start), true))
         } else {
-            (bound(&start), Bound::Unbounded)
+            (stricter(hint_lower, bound(&start), false), hint_upper)
         };
         let table = handle.lock();
         let Some(keys) = table.index_range(&first.field, lower, upper, first.descending) else {
@@ -385,7 +443,11 @@ fn order_walk(
         }
     }
     // Fewer than `limit` indexed rows matched: rows without the field sort
-    // after every indexed one and may fill the page.
+    // after every indexed one and may fill the page — unless the filter
+    // bounds the field, which a row without it cannot match.
+    if bounds.is_some() {
+        return true;
+    }
     let field = first.field.clone();
     let now = run.now_ms;
     scan(handle, run, |table, key| {

@@ -16,11 +16,16 @@
 //! raw kv call on the same cluster (see `call.rs`); `query` measures
 //! distributed query latency on a cluster loaded with indexed documents (see
 //! `query.rs`). Neither has a peer system: their ratios are within geoul.
+//!
+//! `dir` measures the instance directory of a running cluster (load, memory,
+//! renewals, updates, spectator searches); `scripts/bench-dir.sh` runs it
+//! with `All` and `Factor(2)` and the same data and queries on PostgreSQL.
 
 mod admin;
 mod call;
 mod call_drivers;
 mod detect;
+pub(crate) mod dir;
 mod hog;
 mod kv;
 mod kv_geoul;
@@ -67,6 +72,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         BenchCommand::Sync(args) => sync::run(args),
         BenchCommand::Call(args) => call::run(args),
         BenchCommand::Query(args) => query::run(args),
+        BenchCommand::Dir(args) => dir::run(args),
     }
 }
 
