@@ -12,10 +12,11 @@
 //! the matching instances, then turns each change into an event: `enter`,
 //! `change` (a newer version), or `leave` (removed, expired, or no longer
 //! matching). A change of a key is only ever newer than the previous one,
-//! so events of one instance come in version order. A watch reports
-//! states, not writes: a version superseded before it reached this node
-//! (batches to one peer apply concurrently; repair ships only the latest)
-//! yields no event of its own, but the last version always does. Renewals extend a
+//! so events of one instance come in version order; replication delivers
+//! each key's changes to a peer in write order, so every version gets its
+//! event. Only a version this node never received (it was cut off, and
+//! repair ships only the latest) has none — the latest always does.
+//! Renewals extend a
 //! member's expiry silently; expiry itself is noticed by a timer. The
 //! client long-polls for events with a sequence number; events are kept
 //! until acknowledged, at most [`WATCH_BUFFER`] — past that, or when the

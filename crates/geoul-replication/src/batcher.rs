@@ -2,15 +2,22 @@
 //!
 //! Owns: the per-peer queue (bounded: callers wait for room within their
 //! deadline), batching (whatever queued while earlier batches were in flight goes
-//! out together), and the bound on batches in flight per peer. Does not own: ack
+//! out together), the bound on batches in flight per peer, and per-key order:
+//! a change of a key whose earlier change is in a batch still in flight waits
+//! for that batch, so a replica applies each key's changes in the order they
+//! were written although several batches are in flight (what a node applies
+//! is what its change-feed readers — watches — see). Does not own: ack
 //! counting (the write path waits on each entry's own completion).
 
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use geoul_store::Change;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::messages::{ReplicaLink, ReplicateBatch, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
@@ -90,6 +97,73 @@ async fn enqueue(
     rx
 }
 
+/// The keys of the batches in flight to one peer (as hashes of table and
+/// key: a collision only makes a change wait needlessly).
+struct InFlight {
+    keys: Mutex<HashMap<u64, u32>>,
+    done: Notify,
+    hasher: RandomState,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        Self {
+            keys: Mutex::new(HashMap::new()),
+            done: Notify::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn hash(&self, p: &Pending) -> u64 {
+        self.hasher
+            .hash_one((p.table.as_str(), p.change.key().as_bytes()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        self.lock().contains_key(&h)
+    }
+
+    /// Waits until no batch in flight holds `h` (each ends within
+    /// [`BATCH_TIMEOUT`]).
+    async fn wait_clear(&self, h: u64) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if !self.contains(h) {
+                return;
+            }
+            done.await;
+        }
+    }
+
+    fn add(&self, hashes: &[u64]) {
+        let mut keys = self.lock();
+        for h in hashes {
+            *keys.entry(*h).or_insert(0) += 1;
+        }
+    }
+
+    fn remove(&self, hashes: &[u64]) {
+        {
+            let mut keys = self.lock();
+            for h in hashes {
+                if let Some(n) = keys.get_mut(h) {
+                    *n -= 1;
+                    if *n == 0 {
+                        keys.remove(h);
+                    }
+                }
+            }
+        }
+        self.done.notify_waiters();
+    }
+}
+
 async fn run<L: ReplicaLink>(
     addr: SocketAddr,
     link: Arc<L>,
@@ -97,23 +171,45 @@ async fn run<L: ReplicaLink>(
     metrics: ReplicationMetrics,
 ) {
     let inflight = Arc::new(Semaphore::new(INFLIGHT_BATCHES_PER_PEER));
-    while let Some(first) = rx.recv().await {
+    let keys = Arc::new(InFlight::new());
+    // A change that must wait for an earlier batch of its key: it starts
+    // the next batch (queue order is kept).
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        let h = keys.hash(&first);
+        keys.wait_clear(h).await;
+        let mut hashes = vec![h];
         let mut bytes = first.change.wire_bytes();
         let mut batch = vec![first];
         while batch.len() < BATCH_ENTRIES_MAX && bytes < BATCH_BYTES_MAX {
             match rx.try_recv() {
                 Ok(p) => {
+                    let h = keys.hash(&p);
+                    if keys.contains(h) {
+                        carried = Some(p);
+                        break;
+                    }
+                    hashes.push(h);
                     bytes += p.change.wire_bytes();
                     batch.push(p);
                 }
                 Err(_) => break,
             }
         }
+        keys.add(&hashes);
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
         metrics.batch_entries.observe(batch.len() as f64);
         let link = link.clone();
+        let keys = keys.clone();
         tokio::spawn(async move {
             let (items, dones): (Vec<(String, Change)>, Vec<oneshot::Sender<EntryAck>>) = batch
                 .into_iter()
@@ -122,6 +218,7 @@ async fn run<L: ReplicaLink>(
             let result = link
                 .replicate(addr, ReplicateBatch { items }, BATCH_TIMEOUT)
                 .await;
+            keys.remove(&hashes);
             drop(permit);
             match result {
                 Ok(ack) => {
@@ -196,5 +293,143 @@ impl LocalApplier {
             "local applier stopped",
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{BatchAck, LinkError};
+    use futures::future::BoxFuture;
+    use geoul_store::{Document, Entry, Key, Origin, Timestamp, Value, Version};
+
+    /// Records the (key, ms) of every batch when it is sent; the first batch
+    /// is held until `release` is notified.
+    struct HeldLink {
+        sent: Arc<Mutex<Vec<Vec<(String, u64)>>>>,
+        release: Arc<Notify>,
+    }
+
+    impl ReplicaLink for HeldLink {
+        fn replicate(
+            &self,
+            _to: SocketAddr,
+            batch: ReplicateBatch,
+            _timeout: Duration,
+        ) -> BoxFuture<'static, Result<BatchAck, LinkError>> {
+            let items: Vec<(String, u64)> = batch
+                .items
+                .iter()
+                .map(|(_, c)| match c {
+                    Change::Put(e) => (
+                        String::from_utf8_lossy(e.key.as_bytes()).into_owned(),
+                        e.version.ts.unix_ms(),
+                    ),
+                    Change::Touch(t) => (String::from_utf8_lossy(t.key.as_bytes()).into_owned(), 0),
+                })
+                .collect();
+            let first = {
+                let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+                sent.push(items);
+                sent.len() == 1
+            };
+            let release = self.release.clone();
+            Box::pin(async move {
+                if first {
+                    release.notified().await;
+                }
+                Ok(BatchAck {
+                    refused: Vec::new(),
+                })
+            })
+        }
+
+        fn read(
+            &self,
+            _: SocketAddr,
+            _: String,
+            _: Key,
+            _: Duration,
+        ) -> BoxFuture<'static, Result<Option<Entry>, LinkError>> {
+            Box::pin(async { Err(LinkError("unused".into())) })
+        }
+
+        fn scan(
+            &self,
+            _: SocketAddr,
+            _: String,
+            _: Vec<u8>,
+            _: u32,
+            _: Duration,
+        ) -> BoxFuture<'static, Result<crate::scan::ScanPage, LinkError>> {
+            Box::pin(async { Err(LinkError("unused".into())) })
+        }
+
+        fn sync(
+            &self,
+            _: SocketAddr,
+            _: crate::sync::SyncRequest,
+            _: Duration,
+        ) -> BoxFuture<'static, Result<crate::sync::SyncResponse, LinkError>> {
+            Box::pin(async { Err(LinkError("unused".into())) })
+        }
+
+        fn query(
+            &self,
+            _: SocketAddr,
+            _: geoul_query::Query,
+            _: crate::query::SlotSet,
+            _: Duration,
+        ) -> BoxFuture<'static, Result<crate::query::QueryPage, LinkError>> {
+            Box::pin(async { Err(LinkError("unused".into())) })
+        }
+    }
+
+    fn put(key: &str, ms: u64) -> Change {
+        Change::Put(Entry {
+            key: Key::new(key.as_bytes()).expect("key"),
+            version: Version {
+                ts: Timestamp::from_parts(ms, 0),
+                origin: Origin::new("n1", 1),
+            },
+            expires_at_ms: None,
+            value: Some(
+                Document::single("v", Value::Int(1))
+                    .and_then(|d| d.encode())
+                    .expect("doc"),
+            ),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_keys_second_change_waits_for_the_batch_holding_its_first() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let release = Arc::new(Notify::new());
+        let link = Arc::new(HeldLink {
+            sent: sent.clone(),
+            release: release.clone(),
+        });
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let peer = PeerBatcher::spawn(addr, link, ReplicationMetrics::default());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sent_now = || sent.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let first = peer.submit("t", put("a", 1), deadline).await;
+        while sent_now().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // "a" is in flight: a later "a" waits; "b" before it goes out.
+        let other = peer.submit("t", put("b", 2), deadline).await;
+        let second = peer.submit("t", put("a", 3), deadline).await;
+        assert_eq!(other.await, Ok(Ok(())), "another key is not held up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            sent_now(),
+            vec![vec![("a".to_string(), 1)], vec![("b".to_string(), 2)]],
+            "the second change of a is held while its first is in flight"
+        );
+        release.notify_one();
+        assert_eq!(first.await, Ok(Ok(())));
+        assert_eq!(second.await, Ok(Ok(())));
+        assert_eq!(sent_now().last(), Some(&vec![("a".to_string(), 3)]));
     }
 }

@@ -809,30 +809,8 @@ fn two_hundred_racing_reserves_fill_fifty_free_seats_exactly() {
 /// What a watcher holds: id → (players, state) of each matching instance.
 type Seen = BTreeMap<String, (u32, InstanceState)>;
 
-/// Whether `got` is what a watch may report for the versions in `written`:
-/// nothing, or an `enter` of some version, then `change`s of later ones in
-/// order, ending with the last written version (or its `leave`).
-fn written_in_order(written: &[String], got: &[String]) -> bool {
-    let Some(first) = got.first() else {
-        // Never seen: only possible when it ended out of the result.
-        return written.last().is_some_and(|l| l.starts_with("leave"));
-    };
-    let Some(players) = first.strip_prefix("enter ") else {
-        return false;
-    };
-    let Some(start) = written
-        .iter()
-        .position(|w| w.strip_prefix("enter ").or(w.strip_prefix("change ")) == Some(players))
-    else {
-        return false;
-    };
-    let mut rest = written[start + 1..].iter();
-    got[1..].iter().all(|g| rest.any(|w| w == g)) && got.last() == written.last()
-        || got.len() == 1 && written[start..].len() == 1
-}
-
 #[test]
-fn a_watcher_follows_the_result_in_version_order_and_resyncs_when_its_node_dies() {
+fn a_watcher_sees_every_change_in_order_and_a_resync_when_its_node_dies() {
     use geoul_client::{Client, ClientOptions};
     use geoul_dir::watch::{LeaveReason, WatchEvent};
     use geoul_dir::{DirClient, WatchUpdate};
@@ -874,7 +852,6 @@ fn a_watcher_follows_the_result_in_version_order_and_resyncs_when_its_node_dies(
         // then 9 — leaving the filter — for a quarter), removals, a
         // non-matching instance.
         let mut expected: Vec<(String, Vec<String>)> = Vec::new();
-        let mut last_state = Seen::new();
         for i in 0..20usize {
             let id = format!("w-{i:02}");
             let mut s = spec(i);
@@ -925,8 +902,6 @@ fn a_watcher_follows_the_result_in_version_order_and_resyncs_when_its_node_dies(
                     DirResponse::Removed { .. }
                 ));
                 trail.push("leave Removed".into());
-            } else {
-                last_state.insert(id.clone(), (3, spec(i).state));
             }
             expected.push((id, trail));
         }
@@ -936,28 +911,19 @@ fn a_watcher_follows_the_result_in_version_order_and_resyncs_when_its_node_dies(
             ttl_ms: Some(TTL_MS),
         };
         call_retrying(&c, &other).await;
-        // The watcher's node got all of it through replication. A watch
-        // reports states, not writes: per instance its events are the
-        // written versions in order, ending with the last one — a version
-        // superseded before it reached the watcher's node (batches to one
-        // peer may apply out of order) may be skipped, never reordered,
-        // invented or lost at the end.
+        // The watcher's node got all of it through replication: every event,
+        // in version order per instance, nothing else.
         let total: usize = expected.iter().map(|(_, t)| t.len()).sum();
         let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut seen: Seen = BTreeMap::new();
-        let mut events = 0usize;
-        while seen != last_state {
+        for _ in 0..total {
             let update = tokio::time::timeout(WAIT, watch.next())
                 .await
-                .unwrap_or_else(|_| {
-                    panic!("an event within the wait; so far {got:?}, want {expected:?}")
-                })
+                .unwrap_or_else(|_| panic!("an event within the wait; so far {got:?}"))
                 .expect("event");
             let WatchUpdate::Event(e) = update else {
                 panic!("unexpected {update:?}")
             };
-            events += 1;
-            assert!(events <= total, "more events than writes: {got:?}");
             let (id, what) = match e {
                 WatchEvent::Enter(i) => {
                     seen.insert(i.id.clone(), (i.players, i.state));
@@ -980,14 +946,12 @@ fn a_watcher_follows_the_result_in_version_order_and_resyncs_when_its_node_dies(
             got.entry(id).or_default().push(what);
         }
         for (id, trail) in &expected {
-            let events = got.get(id).map(Vec::as_slice).unwrap_or_default();
-            assert!(
-                written_in_order(trail, events),
-                "events of {id} on {watcher} (written via {writer}): {events:?}, written {trail:?}"
+            assert_eq!(
+                got.get(id),
+                Some(trail),
+                "events of {id} on {watcher} (written via {writer})"
             );
         }
-        let skipped = total.saturating_sub(events);
-        eprintln!("watch: {events} events for {total} writes ({skipped} superseded in flight)");
         assert!(!got.contains_key("not-watched"));
         assert_eq!(seen.len(), 10, "half the instances still match");
         // The watcher's node dies: the next update is a resync from another
@@ -1000,17 +964,12 @@ fn a_watcher_follows_the_result_in_version_order_and_resyncs_when_its_node_dies(
     let (index, mut watch) = resynced;
     cluster.nodes[index].kill9();
     rt.block_on(async {
-        // Events still in flight to the dead node's watch may come first.
-        let (reason, snapshot) = loop {
-            let update = tokio::time::timeout(WAIT, watch.next())
-                .await
-                .expect("a resync within the wait, not silence")
-                .expect("resync");
-            match update {
-                WatchUpdate::Resync { reason, snapshot } => break (reason, snapshot),
-                WatchUpdate::Event(_) => continue,
-                other => panic!("expected a resync, got {other:?}"),
-            }
+        let update = tokio::time::timeout(WAIT, watch.next())
+            .await
+            .expect("a resync within the wait, not silence")
+            .expect("resync");
+        let WatchUpdate::Resync { reason, snapshot } = update else {
+            panic!("expected a resync (every event was read), got {update:?}")
         };
         assert!(!reason.is_empty());
         assert_ne!(watch.node(), watch_node, "resumed on another node");
