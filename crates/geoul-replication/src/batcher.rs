@@ -303,10 +303,13 @@ mod tests {
     use futures::future::BoxFuture;
     use geoul_store::{Document, Entry, Key, Origin, Timestamp, Value, Version};
 
+    /// (key, version ms) of each item of each batch sent.
+    type Sent = Arc<Mutex<Vec<Vec<(String, u64)>>>>;
+
     /// Records the (key, ms) of every batch when it is sent; the first batch
     /// is held until `release` is notified.
     struct HeldLink {
-        sent: Arc<Mutex<Vec<Vec<(String, u64)>>>>,
+        sent: Sent,
         release: Arc<Notify>,
     }
 
