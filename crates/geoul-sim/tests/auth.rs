@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use geoul_auth::{AuthRequest, AuthResponse, Tokens, AUTH};
+use geoul_auth::{AuthRequest, AuthResponse, Denied, Tokens, AUTH};
 use geoul_client::wire::{ApiRequest, ApiResponse, Call};
 use geoul_sim::cluster::{SimCluster, SimOptions};
 use geoul_sim::{check_seed_share, SimServices, AUTH_WINDOW_MS};
@@ -149,6 +149,10 @@ fn scenario(seed: u64) -> Result<(), String> {
         };
         match ask_until_answered(&mut c, node, &r, patience)? {
             AuthResponse::Registered { .. } => {}
+            // An earlier attempt timed out after it took effect (register is
+            // not idempotent; its outcome was unknown): the name is ours, as
+            // the logins with its password below show.
+            AuthResponse::Denied(Denied::UsernameTaken(_)) => {}
             other => return Err(format!("register {i}: {other:?}")),
         }
         for _ in 0..2 {
