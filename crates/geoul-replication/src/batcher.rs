@@ -4,7 +4,7 @@
 //! deadline), batching (whatever queued while earlier batches were in flight goes
 //! out together), the bound on batches in flight per peer, and per-key order:
 //! a change of a key whose earlier change is in a batch still in flight waits
-//! for that batch, so a replica applies each key's changes in the order they
+//! for that batch (and the changes queued after it wait too), so a replica applies each key's changes in the order they
 //! were written although several batches are in flight (what a node applies
 //! is what its change-feed readers — watches — see). Does not own: ack
 //! counting (the write path waits on each entry's own completion).
@@ -123,10 +123,6 @@ impl InFlight {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn contains(&self, h: u64) -> bool {
-        self.lock().contains_key(&h)
-    }
-
     /// Waits until no batch in flight holds `h` (each ends within
     /// [`BATCH_TIMEOUT`]).
     async fn wait_clear(&self, h: u64) {
@@ -134,17 +130,10 @@ impl InFlight {
             let done = self.done.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            if !self.contains(h) {
+            if !self.lock().contains_key(&h) {
                 return;
             }
             done.await;
-        }
-    }
-
-    fn add(&self, hashes: &[u64]) {
-        let mut keys = self.lock();
-        for h in hashes {
-            *keys.entry(*h).or_insert(0) += 1;
         }
     }
 
@@ -188,22 +177,24 @@ async fn run<L: ReplicaLink>(
         let mut hashes = vec![h];
         let mut bytes = first.change.wire_bytes();
         let mut batch = vec![first];
-        while batch.len() < BATCH_ENTRIES_MAX && bytes < BATCH_BYTES_MAX {
-            match rx.try_recv() {
-                Ok(p) => {
-                    let h = keys.hash(&p);
-                    if keys.contains(h) {
-                        carried = Some(p);
-                        break;
-                    }
-                    hashes.push(h);
-                    bytes += p.change.wire_bytes();
-                    batch.push(p);
+        {
+            // One lock for the whole batch: this loop runs per entry.
+            let mut in_flight = keys.lock();
+            while batch.len() < BATCH_ENTRIES_MAX && bytes < BATCH_BYTES_MAX {
+                let Ok(p) = rx.try_recv() else { break };
+                let h = keys.hash(&p);
+                if in_flight.contains_key(&h) {
+                    carried = Some(p);
+                    break;
                 }
-                Err(_) => break,
+                hashes.push(h);
+                bytes += p.change.wire_bytes();
+                batch.push(p);
+            }
+            for h in &hashes {
+                *in_flight.entry(*h).or_insert(0) += 1;
             }
         }
-        keys.add(&hashes);
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
@@ -301,7 +292,11 @@ mod tests {
     use super::*;
     use crate::messages::{BatchAck, LinkError};
     use futures::future::BoxFuture;
-    use geoul_store::{Document, Entry, Key, Origin, Timestamp, Value, Version};
+    use geoul_store::{Entry, Key};
+
+    fn unused<T>() -> BoxFuture<'static, Result<T, LinkError>> {
+        Box::pin(async { Err(LinkError("not used by the batcher".into())) })
+    }
 
     /// (key, version ms) of each item of each batch sent.
     type Sent = Arc<Mutex<Vec<Vec<(String, u64)>>>>;
@@ -354,7 +349,7 @@ mod tests {
             _: Key,
             _: Duration,
         ) -> BoxFuture<'static, Result<Option<Entry>, LinkError>> {
-            Box::pin(async { Err(LinkError("unused".into())) })
+            unused()
         }
 
         fn scan(
@@ -365,7 +360,7 @@ mod tests {
             _: u32,
             _: Duration,
         ) -> BoxFuture<'static, Result<crate::scan::ScanPage, LinkError>> {
-            Box::pin(async { Err(LinkError("unused".into())) })
+            unused()
         }
 
         fn sync(
@@ -374,7 +369,7 @@ mod tests {
             _: crate::sync::SyncRequest,
             _: Duration,
         ) -> BoxFuture<'static, Result<crate::sync::SyncResponse, LinkError>> {
-            Box::pin(async { Err(LinkError("unused".into())) })
+            unused()
         }
 
         fn query(
@@ -384,24 +379,12 @@ mod tests {
             _: crate::query::SlotSet,
             _: Duration,
         ) -> BoxFuture<'static, Result<crate::query::QueryPage, LinkError>> {
-            Box::pin(async { Err(LinkError("unused".into())) })
+            unused()
         }
     }
 
     fn put(key: &str, ms: u64) -> Change {
-        Change::Put(Entry {
-            key: Key::new(key.as_bytes()).expect("key"),
-            version: Version {
-                ts: Timestamp::from_parts(ms, 0),
-                origin: Origin::new("n1", 1),
-            },
-            expires_at_ms: None,
-            value: Some(
-                Document::single("v", Value::Int(1))
-                    .and_then(|d| d.encode())
-                    .expect("doc"),
-            ),
-        })
+        Change::Put(crate::local::tests::entry(key, ms, 1))
     }
 
     #[tokio::test]

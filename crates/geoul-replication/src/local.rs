@@ -441,7 +441,7 @@ fn load_table(disk: &DiskStore, name: &str, table: &mut Table) -> Result<u64, St
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use geoul_storage::{StorageOptions, SyncPolicy};
     use geoul_store::{Ack, Document, ManualClock, Replication, TableOptions, Value};
@@ -460,7 +460,9 @@ mod tests {
         }
     }
 
-    fn entry(key: &str, ms: u64, v: i64) -> Entry {
+    /// A write of `key` at `ms` by `n1`, holding `{v: v}` (also used by
+    /// the batcher's tests).
+    pub(crate) fn entry(key: &str, ms: u64, v: i64) -> Entry {
         Entry {
             key: Key::new(key.as_bytes()).expect("key"),
             version: Version {
